@@ -1,0 +1,112 @@
+//! `POST /auth/login`: starts an authorization-code + PKCE login, as the seed's sequence diagram
+//! does: the verifier and its S256 challenge are made here, the browser goes to the provider.
+
+use std::convert::Infallible;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use mecapy_shared::auth::{pkce, state as login_state};
+use mecapy_shared::http::{self, ApiError};
+use mecapy_shared::AppState;
+use serde::{Deserialize, Serialize};
+
+/// Scopes asked of the provider: the profile feeds the user row.
+pub const SCOPES: &str = "openid profile email";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Where the provider sends the browser back; must be in `ALLOWED_REDIRECT_URIS`.
+    pub redirect_uri: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub authorization_url: String,
+    pub code_verifier: String,
+    pub state: String,
+    pub redirect_uri: String,
+    /// Seconds before `state` expires and the login must start again.
+    pub expires_in: u64,
+}
+
+pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
+    http::serve(state, req, "login", login).await
+}
+
+async fn login(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow: "POST, OPTIONS",
+        });
+    }
+    let body: LoginRequest = http::json_body(&req, state.config.max_json_bytes)?;
+    let redirect_uri = choose_redirect_uri(&state.config.allowed_redirect_uris, body.redirect_uri)?;
+
+    let verifier = pkce::new_verifier();
+    let challenge = pkce::challenge_s256(&verifier);
+    let ttl = state.config.login_ttl;
+    let signed_state =
+        login_state::issue(&state.config.state_secret, &redirect_uri, &challenge, ttl);
+
+    let discovery = state.oidc.discovery().await?;
+    let mut url = url::Url::parse(&discovery.authorization_endpoint).map_err(|e| {
+        ApiError::Internal(format!(
+            "provider's authorization_endpoint is not a URL: {e}"
+        ))
+    })?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &state.config.oidc.client_id)
+        .append_pair("redirect_uri", &redirect_uri)
+        .append_pair("scope", SCOPES)
+        .append_pair("state", &signed_state)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+
+    Ok(http::json(
+        StatusCode::OK,
+        &LoginResponse {
+            authorization_url: url.to_string(),
+            code_verifier: verifier,
+            state: signed_state,
+            redirect_uri,
+            expires_in: ttl.as_secs(),
+        },
+    ))
+}
+
+/// The requested redirect URI if it is allowed, else the first allowed one.
+pub fn choose_redirect_uri(
+    allowed: &[String],
+    requested: Option<String>,
+) -> Result<String, ApiError> {
+    match requested {
+        None => allowed
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("no redirect URI is configured".into())),
+        Some(uri) if allowed.iter().any(|a| *a == uri) => Ok(uri),
+        Some(_) => Err(ApiError::bad_field(
+            "redirect_uri",
+            "redirect_uri is not in the allow-list of this API",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uri_outside_allow_list_is_refused() {
+        let allowed = vec!["http://localhost:3000/cb".to_string()];
+        assert!(choose_redirect_uri(&allowed, Some("http://evil/cb".into())).is_err());
+        assert!(choose_redirect_uri(&allowed, Some("http://localhost:3000/cb/".into())).is_err());
+        assert_eq!(
+            choose_redirect_uri(&allowed, None).unwrap(),
+            "http://localhost:3000/cb"
+        );
+    }
+}

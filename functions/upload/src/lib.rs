@@ -1,0 +1,317 @@
+//! The `/files` routes: direct multipart upload, presigned upload and its completion, listing
+//! and metadata with a presigned download. An object never exists without its row: the row is
+//! reserved `pending` first and only turns `available` once the object is written.
+
+mod multipart;
+
+use std::convert::Infallible;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use mecapy_shared::db::{self, files::FileRow, files::Stored, DbError};
+use mecapy_shared::http::{self, ApiError};
+use mecapy_shared::storage;
+use mecapy_shared::AppState;
+use serde::{Deserialize, Serialize};
+use sha2_digest::hex_sha256;
+use uuid::Uuid;
+
+pub use multipart::valid_content_type;
+
+/// A file as the API shows it, with a download URL once it is available.
+#[derive(Debug, Serialize)]
+pub struct FileView {
+    #[serde(flatten)]
+    pub file: FileRow,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_expires_in: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresignRequest {
+    pub filename: String,
+    pub content_type: Option<String>,
+    pub size: Option<u64>,
+}
+
+pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
+    http::serve(state, req, "upload", route).await
+}
+
+async fn route(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let segments = http::route(&path, "files")
+        .ok_or_else(|| ApiError::NotFound(format!("no route for {path}")))?;
+    let method = req.method().clone();
+    let not_allowed = |allow| ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        allow,
+    };
+    match (&method, segments.as_slice()) {
+        (&Method::POST, []) => upload(state, req).await,
+        (&Method::GET, []) => list(state, req).await,
+        (&Method::POST, ["presign"]) => presign(state, req).await,
+        (&Method::POST, [id, "complete"]) => complete(state, req, parse_id(id)?).await,
+        (&Method::GET, [id]) => get(state, req, parse_id(id)?).await,
+        (_, []) => Err(not_allowed("GET, POST, OPTIONS")),
+        (_, ["presign"]) | (_, [_, "complete"]) => Err(not_allowed("POST, OPTIONS")),
+        (_, [_]) => Err(not_allowed("GET, OPTIONS")),
+        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+    }
+}
+
+/// An id that is not a UUID names no file: 404, like another user's file.
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such file".into()))
+}
+
+fn conflict(filename: &str) -> ApiError {
+    ApiError::Conflict(format!("a file named {filename:?} already exists"))
+}
+
+/// `POST /files` (multipart/form-data, field `file`).
+async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let file = multipart::parse(&req, state.config.max_upload_bytes).await?;
+    let key = storage::user_file_key(user.id, &file.filename);
+    let db = state.db.get().await.map_err(DbError::from)?;
+
+    let reserved = db::files::reserve(&**db, user.id, &file.filename, &key, &file.content_type)
+        .await?
+        .ok_or_else(|| conflict(&file.filename))?;
+
+    let etag = match state
+        .storage
+        .put(&key, file.data.clone(), &file.content_type)
+        .await
+    {
+        Ok(etag) => etag,
+        Err(e) => {
+            if let Err(release) = db::files::release(&**db, &reserved).await {
+                tracing::warn!(error = %release, file_id = %reserved.id, "pending row left for a failed upload");
+            }
+            return Err(e.into());
+        }
+    };
+    let sha256 = hex_sha256(&file.data);
+    let stored = Stored {
+        size_bytes: file.data.len() as i64,
+        sha256: &sha256,
+        etag: etag.as_deref(),
+        content_type: &file.content_type,
+    };
+    match db::files::mark_available(&**db, &reserved, &stored).await {
+        Ok(Some(row)) => Ok(http::json(StatusCode::CREATED, &view(&state, row).await?)),
+        Ok(None) => Err(conflict(&file.filename)),
+        Err(e) => {
+            // The row could not be completed: take the object back so none exists without it.
+            if let Err(delete) = state.storage.delete(&key).await {
+                tracing::error!(error = %delete, key, "object left behind after a failed row update");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// `POST /files/presign {filename, content_type?, size?}` → a presigned PUT URL.
+async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let body: PresignRequest = http::json_body(&req, state.config.max_json_bytes)?;
+    storage::validate_filename(&body.filename)?;
+    let content_type = match &body.content_type {
+        Some(ct) => valid_content_type(ct)?,
+        None => "application/octet-stream".to_string(),
+    };
+    if body
+        .size
+        .is_some_and(|s| s > state.config.max_presigned_bytes)
+    {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "files are limited to {} bytes",
+            state.config.max_presigned_bytes
+        )));
+    }
+    let key = storage::user_file_key(user.id, &body.filename);
+    let db = state.db.get().await.map_err(DbError::from)?;
+    let reserved = db::files::reserve(&**db, user.id, &body.filename, &key, &content_type)
+        .await?
+        .ok_or_else(|| conflict(&body.filename))?;
+    let ttl = state.config.presign_ttl;
+    let url = match state.storage.presign_put(&key, &content_type, ttl).await {
+        Ok(url) => url,
+        Err(e) => {
+            let _ = db::files::release(&**db, &reserved).await;
+            return Err(e.into());
+        }
+    };
+    let id = reserved.id;
+    Ok(http::json(
+        StatusCode::CREATED,
+        &serde_json::json!({
+            "file": reserved,
+            "upload": {
+                "url": url,
+                "method": "PUT",
+                "headers": {"Content-Type": content_type},
+                "expires_in": ttl.as_secs(),
+            },
+            "complete_url": format!("/files/{id}/complete"),
+        }),
+    ))
+}
+
+/// `POST /files/{id}/complete`: records a presigned upload once its object exists.
+async fn complete(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let db = state.db.get().await.map_err(DbError::from)?;
+    let row = db::files::get(&**db, user.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+    if row.status == "available" {
+        return Ok(http::json(StatusCode::OK, &view(&state, row).await?));
+    }
+    let info = state.storage.head(&row.s3_key).await?.ok_or_else(|| {
+        ApiError::Conflict(
+            "the object has not been uploaded yet: PUT it to the presigned URL first".into(),
+        )
+    })?;
+    if info.size as u64 > state.config.max_presigned_bytes {
+        state.storage.delete(&row.s3_key).await?;
+        db::files::release(&**db, &row).await?;
+        return Err(ApiError::PayloadTooLarge(format!(
+            "files are limited to {} bytes; the upload was discarded",
+            state.config.max_presigned_bytes
+        )));
+    }
+    let sha256 = state.storage.sha256(&row.s3_key).await?;
+    let content_type = info
+        .content_type
+        .unwrap_or_else(|| row.content_type.clone());
+    let stored = Stored {
+        size_bytes: info.size,
+        sha256: &sha256,
+        etag: info.etag.as_deref(),
+        content_type: &content_type,
+    };
+    let done = db::files::mark_available(&**db, &row, &stored)
+        .await?
+        .ok_or_else(|| conflict(&row.filename))?;
+    Ok(http::json(StatusCode::OK, &view(&state, done).await?))
+}
+
+/// `GET /files/{id}`: metadata, and a presigned GET once the file is available.
+async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let db = state.db.get().await.map_err(DbError::from)?;
+    let row = db::files::get(&**db, user.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+    Ok(http::json(StatusCode::OK, &view(&state, row).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+/// `GET /files?limit=&offset=`: the caller's available files, newest first.
+async fn list(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let query: ListQuery = serde_urlencoded_lite(req.uri().query().unwrap_or(""));
+    let limit = parse_bounded(query.limit.as_deref(), "limit", 50, 1, 200)?;
+    let offset = parse_bounded(query.offset.as_deref(), "offset", 0, 0, i64::MAX)?;
+    let db = state.db.get().await.map_err(DbError::from)?;
+    let mut rows = db::files::list(&**db, user.id, limit + 1, offset).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more.then(|| format!("/files?limit={limit}&offset={}", offset + limit));
+    Ok(http::json(
+        StatusCode::OK,
+        &serde_json::json!({ "items": rows, "next": next }),
+    ))
+}
+
+fn serde_urlencoded_lite(query: &str) -> ListQuery {
+    let mut q = ListQuery::default();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "limit" => q.limit = Some(v.into_owned()),
+            "offset" => q.offset = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    q
+}
+
+fn parse_bounded(
+    value: Option<&str>,
+    name: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_field(
+                    name,
+                    format!("{name} must be a whole number from {min} to {max}"),
+                )
+            }),
+    }
+}
+
+async fn view(state: &AppState, file: FileRow) -> Result<FileView, ApiError> {
+    if file.status != "available" {
+        return Ok(FileView {
+            file,
+            download_url: None,
+            download_expires_in: None,
+        });
+    }
+    let ttl = state.config.presign_ttl;
+    let url = state
+        .storage
+        .presign_get(&file.s3_key, &file.filename, ttl)
+        .await?;
+    Ok(FileView {
+        file,
+        download_url: Some(url),
+        download_expires_in: Some(ttl.as_secs()),
+    })
+}
+
+mod sha2_digest {
+    use sha2::{Digest, Sha256};
+
+    pub fn hex_sha256(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_outside_bounds_are_refused() {
+        assert_eq!(parse_bounded(None, "limit", 50, 1, 200).unwrap(), 50);
+        assert_eq!(parse_bounded(Some("10"), "limit", 50, 1, 200).unwrap(), 10);
+        assert!(parse_bounded(Some("0"), "limit", 50, 1, 200).is_err());
+        assert!(parse_bounded(Some("x"), "limit", 50, 1, 200).is_err());
+    }
+
+    #[test]
+    fn bad_content_types_are_refused() {
+        assert_eq!(valid_content_type("text/csv").unwrap(), "text/csv");
+        assert!(valid_content_type("not a type").is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! Every environment variable the functions read, read once at cold start and typed.
+//! A missing or malformed variable fails start-up with its name.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// The identity provider the API trusts (Keycloak in production, the local provider here).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Exact `iss` of the tokens; discovery is read from `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// Required in the token's `aud`.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Shortest interval between two JWKS fetches triggered by an unknown `kid`.
+    pub jwks_refetch_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub upload_bucket: String,
+    pub oidc: OidcConfig,
+    /// Origins allowed by CORS; requests from other origins get no CORS headers.
+    pub allowed_origins: Vec<String>,
+    /// Redirect URIs `login` may send the browser back to; the first is the default.
+    pub allowed_redirect_uris: Vec<String>,
+    /// Key that signs the login `state` so `callback` can verify it without storage.
+    pub state_secret: Vec<u8>,
+    /// How long a login attempt (`state`) stays valid.
+    pub login_ttl: Duration,
+    /// Largest file accepted through `POST /files` (the body must stay under Lambda's 6 MB).
+    pub max_upload_bytes: u64,
+    /// Largest file accepted through a presigned upload.
+    pub max_presigned_bytes: u64,
+    /// Lifetime of presigned PUT and GET URLs.
+    pub presign_ttl: Duration,
+    /// Largest JSON body accepted by any route.
+    pub max_json_bytes: usize,
+}
+
+/// Lambda's synchronous invocation payload limit; multipart and base64 overhead must fit under it.
+pub const LAMBDA_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests can supply their own values.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match lookup(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: format!("{v:?} is not a whole number"),
+                }),
+            }
+        };
+        let list = |name: &'static str| -> Result<Vec<String>, ConfigError> {
+            let items: Vec<String> = required(name)?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if items.is_empty() {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: "the list is empty".into(),
+                });
+            }
+            Ok(items)
+        };
+
+        let issuer = required("OIDC_ISSUER")?.trim_end_matches('/').to_string();
+        url::Url::parse(&issuer).map_err(|e| ConfigError::Invalid {
+            name: "OIDC_ISSUER",
+            reason: e.to_string(),
+        })?;
+        let client_id = required("OIDC_CLIENT_ID")?;
+        let audience = lookup("OIDC_AUDIENCE")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| client_id.clone());
+
+        let allowed_redirect_uris = list("ALLOWED_REDIRECT_URIS")?;
+        for uri in &allowed_redirect_uris {
+            url::Url::parse(uri).map_err(|e| ConfigError::Invalid {
+                name: "ALLOWED_REDIRECT_URIS",
+                reason: format!("{uri:?}: {e}"),
+            })?;
+        }
+
+        let state_secret = required("STATE_SECRET")?.into_bytes();
+        if state_secret.len() < 32 {
+            return Err(ConfigError::Invalid {
+                name: "STATE_SECRET",
+                reason: "must be at least 32 bytes".into(),
+            });
+        }
+
+        let max_upload_bytes = number("MAX_UPLOAD_BYTES", 5 * 1024 * 1024)?;
+        // Multipart framing and API Gateway's base64 encoding must still fit in the payload.
+        if max_upload_bytes == 0 || max_upload_bytes > LAMBDA_PAYLOAD_LIMIT * 3 / 4 - 64 * 1024 {
+            return Err(ConfigError::Invalid {
+                name: "MAX_UPLOAD_BYTES",
+                reason: format!(
+                    "{max_upload_bytes} must be between 1 and {} (Lambda's payload limit, base64-encoded)",
+                    LAMBDA_PAYLOAD_LIMIT * 3 / 4 - 64 * 1024
+                ),
+            });
+        }
+
+        Ok(Config {
+            database_url: required("DATABASE_URL")?,
+            upload_bucket: required("UPLOAD_BUCKET")?,
+            oidc: OidcConfig {
+                issuer,
+                client_id,
+                audience,
+                leeway: Duration::from_secs(number("OIDC_LEEWAY_SECONDS", 30)?),
+                jwks_refetch_interval: Duration::from_secs(number(
+                    "JWKS_REFETCH_INTERVAL_SECONDS",
+                    10,
+                )?),
+            },
+            allowed_origins: list("ALLOWED_ORIGINS")?,
+            allowed_redirect_uris,
+            state_secret,
+            login_ttl: Duration::from_secs(number("LOGIN_TTL_SECONDS", 600)?),
+            max_upload_bytes,
+            max_presigned_bytes: number("MAX_PRESIGNED_BYTES", 5 * 1024 * 1024 * 1024)?,
+            presign_ttl: Duration::from_secs(number("PRESIGN_TTL_SECONDS", 900)?),
+            max_json_bytes: number("MAX_JSON_BYTES", 64 * 1024)? as usize,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("DATABASE_URL", "postgres://u:p@127.0.0.1/db".to_string()),
+            ("UPLOAD_BUCKET", "b".to_string()),
+            (
+                "OIDC_ISSUER",
+                "http://127.0.0.1:8180/realms/mecapy/".to_string(),
+            ),
+            ("OIDC_CLIENT_ID", "mecapy-api".to_string()),
+            ("ALLOWED_ORIGINS", "http://localhost:3000".to_string()),
+            (
+                "ALLOWED_REDIRECT_URIS",
+                "http://localhost:3000/cb, http://x/cb".to_string(),
+            ),
+            ("STATE_SECRET", "x".repeat(32)),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn complete_environment_loads_with_defaults() {
+        let cfg = load(&base()).unwrap();
+        assert_eq!(cfg.oidc.issuer, "http://127.0.0.1:8180/realms/mecapy");
+        assert_eq!(cfg.oidc.audience, "mecapy-api");
+        assert_eq!(cfg.allowed_redirect_uris.len(), 2);
+        assert_eq!(cfg.max_upload_bytes, 5 * 1024 * 1024);
+    }
+
+    #[test]
+    fn missing_variable_is_named() {
+        let mut vars = base();
+        vars.remove("DATABASE_URL");
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn upload_limit_above_lambda_payload_is_refused() {
+        let mut vars = base();
+        vars.insert("MAX_UPLOAD_BYTES", (6 * 1024 * 1024).to_string());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("MAX_UPLOAD_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn short_state_secret_is_refused() {
+        let mut vars = base();
+        vars.insert("STATE_SECRET", "short".into());
+        assert!(load(&vars)
+            .unwrap_err()
+            .to_string()
+            .contains("STATE_SECRET"));
+    }
+
+    #[test]
+    fn malformed_number_is_named() {
+        let mut vars = base();
+        vars.insert("PRESIGN_TTL_SECONDS", "soon".into());
+        assert!(load(&vars)
+            .unwrap_err()
+            .to_string()
+            .contains("PRESIGN_TTL_SECONDS"));
+    }
+}

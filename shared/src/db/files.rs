@@ -1,0 +1,150 @@
+//! The `files` table: metadata of the objects stored at `{user_id}/{filename}`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::DbError;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileRow {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub user_id: Uuid,
+    pub filename: String,
+    #[serde(skip)]
+    pub s3_key: String,
+    pub content_type: String,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub etag: Option<String>,
+    pub status: String,
+    #[serde(skip)]
+    pub upload_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Row> for FileRow {
+    fn from(r: &Row) -> Self {
+        FileRow {
+            id: r.get("id"),
+            user_id: r.get("user_id"),
+            filename: r.get("filename"),
+            s3_key: r.get("s3_key"),
+            content_type: r.get("content_type"),
+            size_bytes: r.get("size_bytes"),
+            sha256: r.get("sha256"),
+            etag: r.get("etag"),
+            status: r.get("status"),
+            upload_id: r.get("upload_id"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+            completed_at: r.get("completed_at"),
+        }
+    }
+}
+
+/// What a finished upload proved about its object.
+pub struct Stored<'a> {
+    pub size_bytes: i64,
+    pub sha256: &'a str,
+    pub etag: Option<&'a str>,
+    pub content_type: &'a str,
+}
+
+/// Reserves `filename` for the user as a pending row before its object is written. A pending
+/// reservation of the same name is taken over (a new `upload_id`); an available file is kept,
+/// and `None` is returned so the caller answers 409.
+pub async fn reserve(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    filename: &str,
+    s3_key: &str,
+    content_type: &str,
+) -> Result<Option<FileRow>, DbError> {
+    let row = db
+        .query_opt(
+            "INSERT INTO files (user_id, filename, s3_key, content_type)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id, filename) DO UPDATE SET
+                 content_type = EXCLUDED.content_type,
+                 upload_id = gen_random_uuid(),
+                 updated_at = now()
+             WHERE files.status = 'pending'
+             RETURNING *",
+            &[&user_id, &filename, &s3_key, &content_type],
+        )
+        .await?;
+    Ok(row.as_ref().map(FileRow::from))
+}
+
+/// Marks a reservation available once its object is known to exist. `None` if another upload
+/// took the reservation over meanwhile (or it vanished).
+pub async fn mark_available(
+    db: &impl GenericClient,
+    reserved: &FileRow,
+    stored: &Stored<'_>,
+) -> Result<Option<FileRow>, DbError> {
+    let row = db
+        .query_opt(
+            "UPDATE files SET status = 'available', size_bytes = $3, sha256 = $4, etag = $5,
+                 content_type = $6, completed_at = now(), updated_at = now()
+             WHERE id = $1 AND upload_id = $2 AND status = 'pending'
+             RETURNING *",
+            &[
+                &reserved.id,
+                &reserved.upload_id,
+                &stored.size_bytes,
+                &stored.sha256,
+                &stored.etag,
+                &stored.content_type,
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(FileRow::from))
+}
+
+/// Drops a reservation whose object could not be written (only if nobody took it over).
+pub async fn release(db: &impl GenericClient, reserved: &FileRow) -> Result<(), DbError> {
+    db.execute(
+        "DELETE FROM files WHERE id = $1 AND upload_id = $2 AND status = 'pending'",
+        &[&reserved.id, &reserved.upload_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The user's file, pending or available; another user's file is `None`, like a missing one.
+pub async fn get(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<FileRow>, DbError> {
+    let row = db
+        .query_opt(
+            "SELECT * FROM files WHERE id = $1 AND user_id = $2",
+            &[&id, &user_id],
+        )
+        .await?;
+    Ok(row.as_ref().map(FileRow::from))
+}
+
+/// The user's available files, newest first; `limit + 1` rows are read to know if more follow.
+pub async fn list(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<FileRow>, DbError> {
+    let rows = db
+        .query(
+            "SELECT * FROM files WHERE user_id = $1 AND status = 'available'
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+            &[&user_id, &limit, &offset],
+        )
+        .await?;
+    Ok(rows.iter().map(FileRow::from).collect())
+}

@@ -1,0 +1,73 @@
+//! PostgreSQL: the connection pool, the migrate step, and one module per table with its SQL.
+
+pub mod files;
+pub mod migrate;
+pub mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use deadpool_postgres::Pool;
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database query failed")]
+    Query(#[source] tokio_postgres::Error),
+    #[error("invalid database url: {0}")]
+    BadUrl(String),
+    #[error("{0}")]
+    Migration(String),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // A server-side error is a query problem, except the ones that say the server is going
+        // away or full; anything without a server error is the connection failing.
+        let unavailable_codes = [
+            "57P01", "57P02", "57P03", "53300", "08000", "08003", "08006",
+        ];
+        match e.as_db_error() {
+            Some(db) if !unavailable_codes.contains(&db.code().code()) => DbError::Query(e),
+            _ => DbError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A pool that connects lazily, so a cold start never waits on the database; getting a
+/// connection gives up after a few seconds instead of hanging the invocation.
+pub fn pool(database_url: &str, max_size: usize) -> Result<Pool, DbError> {
+    let mut pg = tokio_postgres::Config::from_str(database_url)
+        .map_err(|e| DbError::BadUrl(e.to_string()))?;
+    pg.connect_timeout(Duration::from_secs(3));
+    if pg.get_application_name().is_none() {
+        pg.application_name("mecapy");
+    }
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| DbError::BadUrl(e.to_string()))
+}

@@ -1,0 +1,87 @@
+//! The `users` table: one row per identity-provider subject.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::DbError;
+use crate::auth::Claims;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    #[serde(rename = "subject")]
+    pub keycloak_sub: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub username: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Row> for User {
+    fn from(r: &Row) -> Self {
+        User {
+            id: r.get("id"),
+            keycloak_sub: r.get("keycloak_sub"),
+            email: r.get("email"),
+            name: r.get("name"),
+            username: r.get("username"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+            last_login_at: r.get("last_login_at"),
+        }
+    }
+}
+
+/// At login: creates the user or refreshes its profile from the token, and stamps the login.
+pub async fn upsert_login(db: &impl GenericClient, claims: &Claims) -> Result<User, DbError> {
+    let row = db
+        .query_one(
+            "INSERT INTO users (keycloak_sub, email, name, username, last_login_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (keycloak_sub) DO UPDATE SET
+                 email = COALESCE(EXCLUDED.email, users.email),
+                 name = COALESCE(EXCLUDED.name, users.name),
+                 username = COALESCE(EXCLUDED.username, users.username),
+                 last_login_at = now(),
+                 updated_at = now()
+             RETURNING *",
+            &[
+                &claims.sub,
+                &claims.email,
+                &claims.name,
+                &claims.preferred_username,
+            ],
+        )
+        .await?;
+    Ok(User::from(&row))
+}
+
+/// On an authenticated request: the caller's row, created from the token if this is the first
+/// request of a user who never went through `callback` (one round trip, no write when it exists).
+pub async fn ensure(db: &impl GenericClient, claims: &Claims) -> Result<User, DbError> {
+    let row = db
+        .query_one(
+            "WITH inserted AS (
+                 INSERT INTO users (keycloak_sub, email, name, username)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (keycloak_sub) DO NOTHING
+                 RETURNING *
+             )
+             SELECT * FROM inserted
+             UNION ALL
+             SELECT * FROM users WHERE keycloak_sub = $1
+             LIMIT 1",
+            &[
+                &claims.sub,
+                &claims.email,
+                &claims.name,
+                &claims.preferred_username,
+            ],
+        )
+        .await?;
+    Ok(User::from(&row))
+}

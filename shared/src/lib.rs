@@ -1,0 +1,16 @@
+//! Everything the MecaPy functions share: configuration, the HTTP edge, authentication, storage,
+//! the database and telemetry. Functions are thin recipes over this crate.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod storage;
+pub mod telemetry;
+
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use app::AppState;
+pub use http::ApiError;

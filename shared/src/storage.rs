@@ -1,0 +1,294 @@
+//! S3: the only place that builds an object key, and the object operations the API needs.
+
+use std::time::Duration;
+
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("object storage request failed: {0}")]
+    Failed(String),
+}
+
+/// Why a file name is refused. Checked before anything is written anywhere.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FilenameError {
+    #[error("filename is empty")]
+    Empty,
+    #[error("filename is longer than {MAX_FILENAME_BYTES} bytes")]
+    TooLong,
+    #[error("filename must not contain '/' or '\\'")]
+    Separator,
+    #[error("filename must not contain '..'")]
+    DotDot,
+    #[error("filename must not contain NUL or control characters")]
+    Control,
+    #[error("filename must not be '.' or start or end with a space")]
+    Unusual,
+}
+
+pub const MAX_FILENAME_BYTES: usize = 255;
+
+/// Accepts a plain file name, never a path.
+pub fn validate_filename(name: &str) -> Result<(), FilenameError> {
+    if name.is_empty() {
+        return Err(FilenameError::Empty);
+    }
+    if name.len() > MAX_FILENAME_BYTES {
+        return Err(FilenameError::TooLong);
+    }
+    if name.contains(['/', '\\']) {
+        return Err(FilenameError::Separator);
+    }
+    if name.contains("..") {
+        return Err(FilenameError::DotDot);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(FilenameError::Control);
+    }
+    if name == "." || name.starts_with(' ') || name.ends_with(' ') {
+        return Err(FilenameError::Unusual);
+    }
+    Ok(())
+}
+
+/// `{user_id}/{filename}`, the seed's layout. `filename` must have passed [`validate_filename`].
+pub fn user_file_key(user_id: Uuid, filename: &str) -> String {
+    format!("{user_id}/{filename}")
+}
+
+/// What S3 knows of an object.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub size: i64,
+    pub etag: Option<String>,
+    pub content_type: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl Storage {
+    /// The S3 client from the standard AWS environment (`AWS_ENDPOINT_URL` included, with
+    /// path-style addressing when an endpoint is set, as LocalStack needs).
+    pub async fn from_env(bucket: &str) -> Self {
+        let shared = aws_config::load_from_env().await;
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .build();
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .timeout_config(timeouts)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+            // Checksums only where S3 requires them: presigned URLs must stay plain for curl.
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            );
+        if shared.endpoint_url().is_some() {
+            builder = builder.force_path_style(true);
+        }
+        Storage {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            bucket: bucket.to_string(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    #[tracing::instrument(skip(self, body), fields(bytes = body.len()), err(Display))]
+    pub async fn put(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: &str,
+    ) -> Result<Option<String>, StorageError> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.e_tag().map(str::to_string))
+    }
+
+    /// `None` when the object does not exist.
+    #[tracing::instrument(skip(self), err(Display))]
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or(0),
+                etag: out.e_tag().map(str::to_string),
+                content_type: out.content_type().map(str::to_string),
+            })),
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// Streams the object and returns its hex SHA-256.
+    #[tracing::instrument(skip(self), err(Display))]
+    pub async fn sha256(&self, key: &str) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?
+        {
+            hasher.update(&chunk);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    #[tracing::instrument(skip(self), err(Display))]
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// A URL the client PUTs the object to, with this content type, before `ttl` runs out.
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<String, StorageError> {
+        let config =
+            PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Failed(e.to_string()))?;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .presigned(config)
+            .await
+            .map_err(classify)?;
+        Ok(req.uri().to_string())
+    }
+
+    /// A URL that downloads the object as an attachment named `filename`.
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        filename: &str,
+        ttl: Duration,
+    ) -> Result<String, StorageError> {
+        let config =
+            PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Failed(e.to_string()))?;
+        let disposition = format!(
+            "attachment; filename*=UTF-8''{}",
+            url::form_urlencoded::byte_serialize(filename.as_bytes()).collect::<String>()
+        );
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_disposition(disposition)
+            .presigned(config)
+            .await
+            .map_err(classify)?;
+        Ok(req.uri().to_string())
+    }
+}
+
+/// Connection failures, timeouts and 5xx answers mean S3 is unavailable (503 to the client);
+/// anything else is a failed request (500).
+fn classify<E>(err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StorageError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let text = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            StorageError::Unavailable(text)
+        }
+        SdkError::ServiceError(e) if e.raw().status().as_u16() >= 500 => {
+            StorageError::Unavailable(text)
+        }
+        _ => StorageError::Failed(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_are_accepted() {
+        for name in ["data.csv", "résultats 2024.txt", "a", ".hidden", "x.tar.gz"] {
+            assert_eq!(validate_filename(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn filename_with_dot_dot_is_refused() {
+        assert_eq!(validate_filename(".."), Err(FilenameError::DotDot));
+        assert_eq!(validate_filename("a..b"), Err(FilenameError::DotDot));
+    }
+
+    #[test]
+    fn paths_and_control_characters_are_refused() {
+        assert_eq!(validate_filename(""), Err(FilenameError::Empty));
+        assert_eq!(validate_filename("a/b"), Err(FilenameError::Separator));
+        assert_eq!(validate_filename("a\\b"), Err(FilenameError::Separator));
+        assert_eq!(validate_filename("a\0b"), Err(FilenameError::Control));
+        assert_eq!(validate_filename("a\nb"), Err(FilenameError::Control));
+        assert_eq!(validate_filename("a\u{7f}"), Err(FilenameError::Control));
+        assert_eq!(
+            validate_filename(&"x".repeat(256)),
+            Err(FilenameError::TooLong)
+        );
+        assert_eq!(validate_filename(" a"), Err(FilenameError::Unusual));
+    }
+
+    #[test]
+    fn key_is_user_then_filename() {
+        let id = Uuid::nil();
+        assert_eq!(
+            user_file_key(id, "a.csv"),
+            "00000000-0000-0000-0000-000000000000/a.csv"
+        );
+    }
+}
