@@ -113,7 +113,7 @@ impl Config {
             });
         }
 
-        let max_upload_bytes = number("MAX_UPLOAD_BYTES", 5 * 1024 * 1024)?;
+        let max_upload_bytes = number("MAX_UPLOAD_BYTES", 4 * 1024 * 1024)?;
         // Multipart framing and API Gateway's base64 encoding must still fit in the payload.
         if max_upload_bytes == 0 || max_upload_bytes > LAMBDA_PAYLOAD_LIMIT * 3 / 4 - 64 * 1024 {
             return Err(ConfigError::Invalid {
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(cfg.oidc.issuer, "http://127.0.0.1:8180/realms/mecapy");
         assert_eq!(cfg.oidc.audience, "mecapy-api");
         assert_eq!(cfg.allowed_redirect_uris.len(), 2);
-        assert_eq!(cfg.max_upload_bytes, 5 * 1024 * 1024);
+        assert_eq!(cfg.max_upload_bytes, 4 * 1024 * 1024);
     }
 
     #[test]
