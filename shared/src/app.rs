@@ -35,8 +35,13 @@ impl AppState {
 
     /// Builds clients without contacting any service: a cold start never waits on one.
     pub async fn new(config: Config) -> Result<Self, StartupError> {
-        let db = db::pool(&config.database_url, 4)?;
         let storage = Storage::from_env(&config.upload_bucket).await;
+        Self::with_storage(config, storage)
+    }
+
+    /// With an S3 client built by the caller (tests point it at their own endpoint).
+    pub fn with_storage(config: Config, storage: Storage) -> Result<Self, StartupError> {
+        let db = db::pool(&config.database_url, 4)?;
         let oidc = Arc::new(OidcClient::new(config.oidc.clone()));
         let tokens = Arc::new(TokenValidator::new(oidc.clone()));
         Ok(AppState {

@@ -78,15 +78,18 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// The S3 client from the standard AWS environment (`AWS_ENDPOINT_URL` included, with
-    /// path-style addressing when an endpoint is set, as LocalStack needs).
+    /// The S3 client from the standard AWS environment (`AWS_ENDPOINT_URL` included).
     pub async fn from_env(bucket: &str) -> Self {
-        let shared = aws_config::load_from_env().await;
+        Self::new(&aws_config::load_from_env().await, bucket)
+    }
+
+    /// With path-style addressing whenever an endpoint is set, as LocalStack needs.
+    pub fn new(shared: &aws_config::SdkConfig, bucket: &str) -> Self {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
             .operation_attempt_timeout(Duration::from_secs(60))
             .build();
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+        let mut builder = aws_sdk_s3::config::Builder::from(shared)
             .timeout_config(timeouts)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
             // Checksums only where S3 requires them: presigned URLs must stay plain for curl.

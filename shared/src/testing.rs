@@ -1,1 +1,390 @@
+//! Test support against the REAL local services (feature `test-support`): each [`TestContext`]
+//! gets its own PostgreSQL database (migrated) and its own S3 bucket, so tests run in parallel.
+//! A service that is not running makes the test fail with its name and the command that starts
+//! it; nothing is mocked and nothing is skipped.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::Credentials;
+use lambda_http::http::{header, Method};
+use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::db;
+use crate::storage::Storage;
+use crate::AppState;
+
+const START_HINT: &str = "start the local services with `make up` (or `infra/services.sh up`)";
+
+/// `infra/local.env`, overridden by the process environment.
+pub fn local_env() -> HashMap<String, String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/local.env");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let mut vars: HashMap<String, String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    for (k, v) in vars.iter_mut() {
+        if let Ok(value) = std::env::var(k) {
+            *v = value;
+        }
+    }
+    vars
+}
+
+/// An S3 client bound to an explicit endpoint (never the real AWS from a test).
+pub async fn storage_at(endpoint: &str, bucket: &str, env: &HashMap<String, String>) -> Storage {
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(env["AWS_REGION"].clone()))
+        .credentials_provider(Credentials::new(
+            env["AWS_ACCESS_KEY_ID"].clone(),
+            env["AWS_SECRET_ACCESS_KEY"].clone(),
+            None,
+            None,
+            "mecapy-tests",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    Storage::new(&shared, bucket)
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+async fn require_postgres(url: &str) -> tokio_postgres::Client {
+    match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            client
+        }
+        Err(e) => panic!("PostgreSQL is not reachable at {url} ({e}): {START_HINT}"),
+    }
+}
+
+async fn require_http(service: &str, url: &str) {
+    match http_client().get(url).send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => panic!("{service} at {url} answered {}: {START_HINT}", r.status()),
+        Err(e) => panic!("{service} is not reachable at {url} ({e}): {START_HINT}"),
+    }
+}
+
+/// One test's private slice of the real stack.
+pub struct TestContext {
+    pub env: HashMap<String, String>,
+    pub config: Config,
+    pub state: AppState,
+    pub database: String,
+    pub bucket: String,
+}
+
+impl TestContext {
+    pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// Like [`TestContext::new`], with a chance to change the configuration first.
+    pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
+        crate::telemetry::init("tests");
+        let env = local_env();
+        let admin_url = env["DATABASE_URL"].clone();
+        let endpoint = env["AWS_ENDPOINT_URL"].clone();
+        require_http("LocalStack", &format!("{endpoint}/_localstack/health")).await;
+        require_http(
+            "the OIDC provider",
+            &format!("{}/.well-known/openid-configuration", env["OIDC_ISSUER"]),
+        )
+        .await;
+
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let database = format!("mecapy_test_{suffix}");
+        let admin = require_postgres(&admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {database}: {e}"));
+        let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL is a URL");
+        url.set_path(&format!("/{database}"));
+        let database_url = url.to_string();
+        let mut client = require_postgres(&database_url).await;
+        db::migrate::run(&mut client)
+            .await
+            .unwrap_or_else(|e| panic!("migrations failed on {database}: {e}"));
+
+        let bucket = format!("mecapy-test-{}", &suffix[..20]);
+        let mut vars = env.clone();
+        vars.insert("DATABASE_URL".into(), database_url);
+        vars.insert("UPLOAD_BUCKET".into(), bucket.clone());
+        let mut config =
+            Config::from_lookup(|k| vars.get(k).cloned()).expect("local.env is a valid config");
+        // Tests run in parallel and one of them rotates the provider's key: each context may
+        // refetch the JWKS at once. The rotation test sets the production interval back.
+        config.oidc.jwks_refetch_interval = Duration::ZERO;
+        adjust(&mut config);
+
+        let storage = storage_at(&endpoint, &bucket, &env).await;
+        storage
+            .client()
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot create bucket {bucket} in LocalStack: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            });
+        let storage = storage_at(&endpoint, &config.upload_bucket, &env).await;
+        let state = AppState::with_storage(config.clone(), storage).expect("app state");
+        TestContext {
+            env,
+            config,
+            state,
+            database,
+            bucket,
+        }
+    }
+
+    /// A state whose database is a closed port: every query is "PostgreSQL down".
+    pub fn state_without_database(&self) -> AppState {
+        let mut config = self.config.clone();
+        config.database_url = "postgres://mecapy:mecapy@127.0.0.1:9/mecapy".into();
+        AppState::with_storage(config, self.state.storage.clone()).expect("app state")
+    }
+
+    /// A state whose S3 endpoint is a closed port: every object call is "S3 down".
+    pub async fn state_without_s3(&self) -> AppState {
+        let storage = storage_at("http://127.0.0.1:9", &self.bucket, &self.env).await;
+        AppState::with_storage(self.config.clone(), storage).expect("app state")
+    }
+
+    /// A direct connection to this test's database, to check what was (not) written.
+    pub async fn db(&self) -> deadpool_postgres::Object {
+        self.state.db.get().await.expect("test database")
+    }
+
+    /// Keys present in this test's bucket.
+    pub async fn object_keys(&self) -> Vec<String> {
+        let out = self
+            .state
+            .storage
+            .client()
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("list objects");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+
+    pub fn admin_url(&self) -> String {
+        self.env["OIDC_ADMIN_URL"].clone()
+    }
+
+    /// A JWT signed by the provider's CURRENT key with exactly these claims (and header fields).
+    pub async fn sign_with_provider_key(&self, claims: Value, header: Value) -> String {
+        let r = http_client()
+            .post(format!("{}/admin/sign", self.admin_url()))
+            .json(&serde_json::json!({"claims": claims, "header": header}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("OIDC admin API unreachable ({e}): {START_HINT}"));
+        assert!(r.status().is_success(), "admin sign: {}", r.status());
+        let body: Value = r.json().await.expect("admin sign answer");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    /// Rotates the provider's signing key; returns the new `kid`.
+    pub async fn rotate_provider_key(&self) -> String {
+        let r = http_client()
+            .post(format!("{}/admin/rotate", self.admin_url()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("OIDC admin API unreachable ({e}): {START_HINT}"));
+        assert!(r.status().is_success(), "admin rotate: {}", r.status());
+        let body: Value = r.json().await.expect("admin rotate answer");
+        body["kid"].as_str().expect("kid").to_string()
+    }
+
+    /// Claims the provider itself would put in an access token for `sub`, valid for 5 minutes.
+    pub fn claims_for(&self, sub: &str) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        serde_json::json!({
+            "iss": self.config.oidc.issuer,
+            "aud": self.config.oidc.audience,
+            "sub": sub,
+            "iat": now,
+            "exp": now + 300,
+            "email": format!("{sub}@example.test"),
+            "name": format!("User {sub}"),
+            "scope": "openid profile email",
+        })
+    }
+
+    /// A valid access token for a fresh user, without going through the login form.
+    pub async fn token_for(&self, sub: &str) -> String {
+        self.sign_with_provider_key(self.claims_for(sub), serde_json::json!({}))
+            .await
+    }
+}
+
+/// What a browser brings back from the provider's login form.
+#[derive(Debug, Clone)]
+pub struct BrowserResult {
+    /// The redirect URI the provider sent the browser to, with its query.
+    pub redirected_to: url::Url,
+    pub code: Option<String>,
+    pub state: Option<String>,
+}
+
+/// Follows `authorization_url` as a browser would: redirects with cookies, the login form filled
+/// with `username`/`password` and submitted, then redirects until the provider sends the browser
+/// to `redirect_uri`. Panics with the page if the flow stops elsewhere.
+pub async fn browser_login(
+    authorization_url: &str,
+    redirect_uri: &str,
+    username: &str,
+    password: &str,
+) -> Result<BrowserResult, String> {
+    let target = redirect_uri.to_string();
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.url().as_str().starts_with(&target) || attempt.previous().len() > 10 {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let page = client
+        .get(authorization_url)
+        .send()
+        .await
+        .map_err(|e| format!("authorization URL: {e}"))?;
+    let page_url = page.url().clone();
+    let status = page.status();
+    let html = page.text().await.map_err(|e| e.to_string())?;
+    let action = form_action(&html)
+        .ok_or_else(|| format!("no login form at {page_url} ({status}): {html}"))?;
+    let action = page_url.join(&action).map_err(|e| e.to_string())?;
+    let answer = client
+        .post(action)
+        .form(&[
+            ("username", username),
+            ("password", password),
+            ("login", "Sign In"),
+        ])
+        .send()
+        .await
+        .map_err(|e| format!("login form: {e}"))?;
+    let location = answer
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(location) = location.filter(|l| l.starts_with(redirect_uri)) else {
+        let status = answer.status();
+        let body = answer.text().await.unwrap_or_default();
+        return Err(format!(
+            "login did not redirect to {redirect_uri}: {status} {body}"
+        ));
+    };
+    let url = url::Url::parse(&location).map_err(|e| e.to_string())?;
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    Ok(BrowserResult {
+        code: param("code"),
+        state: param("state"),
+        redirected_to: url.clone(),
+    })
+}
+
+/// The `action` of the page's first form, HTML entities decoded.
+fn form_action(html: &str) -> Option<String> {
+    let form = &html[html.find("<form")?..];
+    let rest = &form[form.find("action=\"")? + 8..];
+    let raw = &rest[..rest.find('"')?];
+    Some(
+        raw.replace("&amp;", "&")
+            .replace("&#x2F;", "/")
+            .replace("&#47;", "/")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'"),
+    )
+}
+
+/// A request as API Gateway would hand it to the function.
+pub fn request(method: Method, path: &str, token: Option<&str>, body: Body) -> Request {
+    let mut builder = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(path);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    builder.body(body).expect("request")
+}
+
+/// A JSON request.
+pub fn json_request(method: Method, path: &str, token: Option<&str>, body: &Value) -> Request {
+    let mut req = request(method, path, token, Body::from(body.to_string()));
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("header"),
+    );
+    req
+}
+
+/// A multipart/form-data request carrying one `file` field.
+pub fn multipart_request(
+    path: &str,
+    token: Option<&str>,
+    filename: &str,
+    content_type: &str,
+    data: &[u8],
+) -> Request {
+    let boundary = "mecapy-test-boundary-7d1f";
+    let mut body = Vec::with_capacity(data.len() + 256);
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut req = request(Method::POST, path, token, Body::from(body));
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        format!("multipart/form-data; boundary={boundary}")
+            .parse()
+            .expect("header"),
+    );
+    req
+}
+
+/// The response body as JSON (panics with the body if it is not).
+pub fn body_json(response: &Response<Body>) -> Value {
+    let bytes: &[u8] = response.body().as_ref();
+    serde_json::from_slice(bytes).unwrap_or_else(|e| {
+        panic!(
+            "response is not JSON ({e}): {}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}

@@ -87,7 +87,7 @@ pub fn choose_redirect_uri(
             .first()
             .cloned()
             .ok_or_else(|| ApiError::Internal("no redirect URI is configured".into())),
-        Some(uri) if allowed.iter().any(|a| *a == uri) => Ok(uri),
+        Some(uri) if allowed.contains(&uri) => Ok(uri),
         Some(_) => Err(ApiError::bad_field(
             "redirect_uri",
             "redirect_uri is not in the allow-list of this API",

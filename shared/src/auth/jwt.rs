@@ -2,6 +2,7 @@
 //! of the warm Lambda, one rate-limited refetch on an unknown `kid` so key rotation needs no restart.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,6 +39,7 @@ pub struct TokenValidator {
     oidc: Arc<OidcClient>,
     cache: RwLock<KeyCache>,
     refresh: Mutex<()>,
+    fetches: AtomicU64,
     validation: Validation,
 }
 
@@ -55,6 +57,7 @@ impl TokenValidator {
             oidc,
             cache: RwLock::new(KeyCache::default()),
             refresh: Mutex::new(()),
+            fetches: AtomicU64::new(0),
             validation,
         }
     }
@@ -62,6 +65,11 @@ impl TokenValidator {
     /// Number of usable keys currently cached (for diagnostics and tests).
     pub async fn cached_keys(&self) -> usize {
         self.cache.read().await.keys.len()
+    }
+
+    /// How many times the JWKS was downloaded (the cache and its rate limit are observable).
+    pub fn jwks_fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
     }
 
     /// Validates a compact JWT and returns its claims.
@@ -102,6 +110,7 @@ impl TokenValidator {
             }
         }
         let jwks = self.oidc.fetch_jwks().await?;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
         let keys = usable_keys(&jwks);
         tracing::info!(keys = keys.len(), "fetched the issuer's signing keys");
         let mut cache = self.cache.write().await;
