@@ -13,7 +13,7 @@ use mecapy_shared::http::{self, ApiError};
 use mecapy_shared::storage;
 use mecapy_shared::AppState;
 use serde::{Deserialize, Serialize};
-use sha2_digest::hex_sha256;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use multipart::valid_content_type;
@@ -96,7 +96,7 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
             return Err(e.into());
         }
     };
-    let sha256 = hex_sha256(&file.data);
+    let sha256 = hex::encode(Sha256::digest(&file.data));
     let stored = Stored {
         size_bytes: file.data.len() as i64,
         sha256: &sha256,
@@ -212,7 +212,7 @@ async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, 
     Ok(http::json(StatusCode::OK, &view(&state, row).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 struct ListQuery {
     limit: Option<String>,
     offset: Option<String>,
@@ -221,7 +221,7 @@ struct ListQuery {
 /// `GET /files?limit=&offset=`: the caller's available files, newest first.
 async fn list(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
-    let query: ListQuery = serde_urlencoded_lite(req.uri().query().unwrap_or(""));
+    let query: ListQuery = list_query(req.uri().query().unwrap_or(""));
     let limit = parse_bounded(query.limit.as_deref(), "limit", 50, 1, 200)?;
     let offset = parse_bounded(query.offset.as_deref(), "offset", 0, 0, i64::MAX)?;
     let db = state.db.get().await.map_err(DbError::from)?;
@@ -235,7 +235,7 @@ async fn list(state: AppState, req: Request) -> Result<Response<Body>, ApiError>
     ))
 }
 
-fn serde_urlencoded_lite(query: &str) -> ListQuery {
+fn list_query(query: &str) -> ListQuery {
     let mut q = ListQuery::default();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
@@ -287,14 +287,6 @@ async fn view(state: &AppState, file: FileRow) -> Result<FileView, ApiError> {
         download_url: Some(url),
         download_expires_in: Some(ttl.as_secs()),
     })
-}
-
-mod sha2_digest {
-    use sha2::{Digest, Sha256};
-
-    pub fn hex_sha256(data: &[u8]) -> String {
-        hex::encode(Sha256::digest(data))
-    }
 }
 
 #[cfg(test)]
