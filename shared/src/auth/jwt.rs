@@ -166,6 +166,7 @@ fn describe(kind: &ErrorKind) -> String {
         ErrorKind::InvalidSignature => "token signature does not verify".into(),
         ErrorKind::InvalidAlgorithm => "token algorithm is not accepted".into(),
         ErrorKind::MissingRequiredClaim(c) => format!("token lacks the {c} claim"),
+        ErrorKind::Json(e) => format!("token claims are unreadable: {e}"),
         _ => "malformed token".into(),
     }
 }

@@ -1,0 +1,711 @@
+#!/usr/bin/env bash
+# MecaPy local stack: Docker engine, PostgreSQL 15, LocalStack, cargo-lambda, local OIDC provider.
+#
+#   infra/services.sh up     [service...]   install what is missing, start what is not healthy
+#   infra/services.sh down   [service...]   stop exactly what `up` started (PID files in .run/pids)
+#   infra/services.sh status [service...]   one line per service; exit 1 if any is unhealthy
+#
+# Services: docker postgresql localstack cargo-lambda oidc (default: all, in this order).
+# Configuration: infra/local.env. Runtime files: ${MECAPY_RUN_DIR:-<repo>/.run} (logs/, pids/).
+# Tool installs are shared by every clone: ${MECAPY_HOME:-/var/lib/mecapy}.
+# Runs as root, non-interactively, on Debian 12. Development use only.
+
+set -Eeuo pipefail
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+INFRA_DIR=$REPO_DIR/infra
+
+set -a
+# shellcheck disable=SC1091
+. "$INFRA_DIR/local.env"
+set +a
+
+RUN_DIR=${MECAPY_RUN_DIR:-$REPO_DIR/.run}
+MECAPY_HOME=${MECAPY_HOME:-/var/lib/mecapy}
+export MECAPY_RUN_DIR=$RUN_DIR MECAPY_HOME
+LOG_DIR=$RUN_DIR/logs
+PID_DIR=$RUN_DIR/pids
+
+ALL_SERVICES=(docker postgresql localstack cargo-lambda oidc)
+
+# Pinned tool versions.
+UV_VERSION=0.13.9
+LOCALSTACK_VERSION=4.9.2
+LOCALSTACK_EXCLUDE_NEWER=2025-10-15
+CARGO_LAMBDA_VERSION=1.9.2
+PG_VERSION=15
+PG_CLUSTER=main
+
+UV_DIR=$MECAPY_HOME/uv-$UV_VERSION
+UV=$UV_DIR/bin/uv
+LOCALSTACK_VENV=$MECAPY_HOME/localstack-$LOCALSTACK_VERSION
+CARGO_LAMBDA_VENV=$MECAPY_HOME/cargo-lambda-$CARGO_LAMBDA_VERSION
+BIN_DIR=$MECAPY_HOME/bin
+export UV_CACHE_DIR=${UV_CACHE_DIR:-$MECAPY_HOME/cache/uv}
+export UV_NO_PROGRESS=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+
+LOCALSTACK_URL=http://127.0.0.1:4566
+BRIDGE_IP=172.17.0.1
+OIDC_DIR=$INFRA_DIR/oidc
+OIDC_DISCOVERY=$OIDC_ISSUER/.well-known/openid-configuration
+
+# Timeouts (seconds).
+DOCKER_TIMEOUT=90
+PG_TIMEOUT=60
+LOCALSTACK_TIMEOUT=180
+OIDC_TIMEOUT=30
+
+export DEBIAN_FRONTEND=noninteractive
+
+# ---------------------------------------------------------------------------- helpers
+
+SCRIPT_START=$SECONDS
+say() { printf '[services] %s\n' "$*"; }
+warn() { printf '[services] WARNING: %s\n' "$*" >&2; }
+die() {
+  printf '[services] ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+# fail_service NAME LOGFILE MESSAGE: explain, show the end of the log, exit non-zero.
+fail_service() {
+  local name=$1 logfile=$2 msg=$3
+  printf '\n[services] ERROR: %s: %s\n[services] log file: %s\n' "$name" "$msg" "$logfile" >&2
+  if [[ -e $logfile ]]; then
+    printf -- '----- last lines of %s -----\n' "$logfile" >&2
+    tail -n 40 "$logfile" >&2 || true
+    printf -- '-----\n' >&2
+  fi
+  exit 1
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+pkg_installed() {
+  [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+}
+
+APT_UPDATED=0
+# apt_install PKG...: install the packages that are missing (apt-get update first, once).
+apt_install() {
+  local missing=() p
+  for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  if ((APT_UPDATED == 0)); then
+    say "apt-get update"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq </dev/null 8>&- 9>&- || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  say "apt-get install ${missing[*]}"
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" \
+    >"$LOG_DIR/apt-install.log" 2>&1 </dev/null 8>&- 9>&- ||
+    fail_service apt "$LOG_DIR/apt-install.log" "apt-get install ${missing[*]} failed"
+}
+
+# Serialize installs into MECAPY_HOME between clones running `up` at the same time.
+HOME_LOCKED=0
+lock_home() {
+  ((HOME_LOCKED)) && return 0
+  mkdir -p "$MECAPY_HOME"
+  exec 8>"$MECAPY_HOME/.install.lock"
+  flock 8
+  HOME_LOCKED=1
+}
+
+pidfile() { printf '%s/%s.pid' "$PID_DIR" "$1"; }
+
+# recorded_pid NAME PATTERN: print the recorded PID if that process is alive and its command
+# line contains PATTERN; remove a stale PID file. Returns 1 if nothing valid is recorded.
+recorded_pid() {
+  local name=$1 pattern=$2 f pid cmdline=
+  f=$(pidfile "$name")
+  [[ -f $f ]] || return 1
+  pid=$(head -n1 "$f" 2>/dev/null || true)
+  [[ $pid =~ ^[0-9]+$ ]] && cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+  if [[ -n $cmdline && $cmdline == *"$pattern"* ]]; then
+    printf '%s' "$pid"
+    return 0
+  fi
+  rm -f "$f"
+  return 1
+}
+
+# wait_until TIMEOUT PID CHECK...: poll CHECK until it succeeds; fail early if PID dies.
+wait_until() {
+  local timeout=$1 pid=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  while ((SECONDS < deadline)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then return 2; fi
+    sleep 0.5
+  done
+  "$@" >/dev/null 2>&1
+}
+
+# start_bg NAME LOGFILE CMD...: start CMD in its own session, log to LOGFILE, record its PID.
+STARTED_PID=
+start_bg() {
+  local name=$1 logfile=$2
+  shift 2
+  : >"$logfile"
+  # fds 8 and 9 hold this script's locks: long-running children must not inherit them.
+  setsid "$@" >>"$logfile" 2>&1 </dev/null 8>&- 9>&- &
+  STARTED_PID=$!
+  printf '%s\n' "$STARTED_PID" >"$(pidfile "$name")"
+}
+
+# stop_pid NAME PID GRACE [GROUP]: SIGTERM (the process group if GROUP=1), wait GRACE s, SIGKILL.
+stop_pid() {
+  local name=$1 pid=$2 grace=$3 group=${4:-0} target
+  target=$pid
+  ((group)) && target=-$pid
+  say "stopping $name (pid $pid)"
+  kill -TERM -- "$target" 2>/dev/null || true
+  local deadline=$((SECONDS + grace))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.25; done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$name did not exit within ${grace}s: SIGKILL"
+    kill -KILL -- "$target" 2>/dev/null || true
+    sleep 0.5
+  elif ((group)); then
+    # The leader is gone; make sure nothing else of its group survives.
+    kill -KILL -- "$target" 2>/dev/null || true
+  fi
+  rm -f "$(pidfile "$name")"
+}
+
+step_timer() { STEP_START=$SECONDS; }
+step_done() { say "$1 ($((SECONDS - STEP_START)) s)"; }
+
+python311() {
+  local p
+  for p in python3.11 /usr/bin/python3.11; do
+    if have "$p" && "$p" -c 'import sys, venv, ensurepip; assert sys.version_info[:2] == (3, 11)' >/dev/null 2>&1; then
+      "$p" -c 'import sys; print(sys.executable)'
+      return 0
+    fi
+  done
+  return 1
+}
+
+DOCKER_BIN=/usr/bin/docker
+docker_cli() {
+  if [[ -x $DOCKER_BIN ]]; then "$DOCKER_BIN" "$@"; else docker "$@"; fi
+}
+
+# ---------------------------------------------------------------------------- docker
+
+docker_healthy() {
+  [[ -S /var/run/docker.sock ]] && docker_cli info >/dev/null 2>&1 && bridge_up
+}
+
+bridge_up() {
+  [[ $(ip -4 -o addr show 2>/dev/null) == *"inet $BRIDGE_IP/"* ]]
+}
+
+up_docker() {
+  step_timer
+  if docker_healthy; then
+    say "docker: already running$(recorded_pid docker dockerd >/dev/null && echo ' (started by services.sh)' || true)"
+    return 0
+  fi
+  if docker_cli info >/dev/null 2>&1; then
+    die "docker: an engine is running but the bridge address $BRIDGE_IP does not exist; containers must reach the host there (start dockerd with --bip $BRIDGE_IP/16)"
+  fi
+  have ip || apt_install iproute2
+  if ! have dockerd || ! [[ -x /usr/bin/docker ]]; then
+    apt_install docker.io
+  fi
+  local logfile=$LOG_DIR/dockerd.log pid
+  if pid=$(recorded_pid docker dockerd); then
+    say "docker: dockerd (pid $pid) is starting, waiting"
+  else
+    local args=()
+    # Containers reach the host at 172.17.0.1: pin the default bridge unless configured.
+    if ! grep -qs '"bip"' /etc/docker/daemon.json; then args+=(--bip "$BRIDGE_IP/16"); fi
+    say "docker: starting dockerd"
+    start_bg docker "$logfile" dockerd "${args[@]}"
+    pid=$STARTED_PID
+  fi
+  local rc=0
+  wait_until "$DOCKER_TIMEOUT" "$pid" docker_cli info || rc=$?
+  ((rc == 0)) || fail_service docker "$logfile" "dockerd did not become ready (docker info) within ${DOCKER_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited')"
+  wait_until 30 "$pid" bridge_up ||
+    fail_service docker "$logfile" "docker is up but the bridge address $BRIDGE_IP does not exist (docker0)"
+  step_done "docker: ready (pid $pid)"
+}
+
+status_docker() {
+  if docker_healthy; then
+    echo "healthy $(docker_cli version --format 'engine {{.Server.Version}}' 2>/dev/null || true), bridge $BRIDGE_IP"
+  else
+    echo "DOWN"
+    return 1
+  fi
+}
+
+down_docker() {
+  local pid
+  if pid=$(recorded_pid docker dockerd); then
+    stop_pid docker "$pid" 30
+  else
+    say "docker: no dockerd recorded by services.sh, nothing stopped"
+  fi
+}
+
+# ---------------------------------------------------------------------------- postgresql
+
+PG_CONF_DIR=/etc/postgresql/$PG_VERSION/$PG_CLUSTER
+PG_DATA=/var/lib/postgresql/$PG_VERSION/$PG_CLUSTER
+PG_USER=mecapy PG_PASSWORD=mecapy PG_DB=mecapy
+if [[ ${DATABASE_URL:-} =~ ^postgres(ql)?://([^:/@]+):([^@]*)@[^/]+/([^?]+) ]]; then
+  PG_USER=${BASH_REMATCH[2]} PG_PASSWORD=${BASH_REMATCH[3]} PG_DB=${BASH_REMATCH[4]}
+fi
+PG_PORT=${PGPORT:-5432}
+
+pg_login() { # ADDRESS: log in as the application role, check CREATEDB
+  [[ $(PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 psql -w -X -A -t -q -h "$1" -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" \
+    -c 'SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user' 2>/dev/null) == t ]]
+}
+
+pg_healthy() {
+  have pg_isready && pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && pg_isready -q -h "$BRIDGE_IP" -p "$PG_PORT" &&
+    pg_login 127.0.0.1 && pg_login "$BRIDGE_IP"
+}
+
+pg_online() {
+  pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c && $4 ~ /^online/ { ok = 1 } END { exit !ok }'
+}
+
+pg_postmaster_pid() { head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null; }
+
+# Run as the postgres superuser over the local socket (peer auth), ignoring local.env's PG*.
+as_postgres() { (cd / && env -u PGHOST -u PGPORT -u PGUSER -u PGPASSWORD -u PGDATABASE runuser -u postgres -- "$@"); }
+
+# Write the cluster configuration; prints "changed" when something was rewritten.
+pg_configure() {
+  local conf=$PG_CONF_DIR/conf.d/mecapy.conf hba=$PG_CONF_DIR/pg_hba.conf
+  local want
+  want=$(printf '%s\n' \
+    "# Written by infra/services.sh (MecaPy local stack). Development only." \
+    "listen_addresses = '127.0.0.1,$BRIDGE_IP'" \
+    "port = $PG_PORT")
+  mkdir -p "$PG_CONF_DIR/conf.d"
+  if [[ ! -f $conf ]] || [[ $(cat "$conf") != "$want" ]]; then
+    printf '%s\n' "$want" >"$conf"
+    chown postgres:postgres "$conf"
+    echo changed
+  fi
+  # Password logins from the host and from containers. "samehost" is needed too: Docker's
+  # MASQUERADE rule rewrites the source of host -> 172.17.0.1 connections to the host's own
+  # primary address.
+  local line hba_changed=0
+  for line in \
+    "# mecapy-local-stack (infra/services.sh): password logins from the host and from containers" \
+    "host    all             all             127.0.0.1/32            md5" \
+    "host    all             all             172.17.0.0/16           md5" \
+    "host    all             all             samehost                md5"; do
+    if ! grep -qxF -- "$line" "$hba"; then
+      printf '%s\n' "$line" >>"$hba"
+      hba_changed=1
+    fi
+  done
+  ((hba_changed == 0)) || echo changed
+}
+
+pg_ensure_role_db() {
+  as_postgres psql -w -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres \
+    -v user="$PG_USER" -v pass="$PG_PASSWORD" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'pass')
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
+SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'pass') \gexec
+SQL
+  if [[ $(as_postgres psql -w -X -A -t -q -p "$PG_PORT" -d postgres -v db="$PG_DB" \
+    -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'") != 1 ]]; then
+    as_postgres createdb -w -p "$PG_PORT" -O "$PG_USER" "$PG_DB"
+  fi
+}
+
+up_postgresql() {
+  step_timer
+  if pg_healthy; then
+    say "postgresql: already running$(recorded_pid postgresql postgres >/dev/null && echo ' (started by services.sh)' || true)"
+    return 0
+  fi
+  if [[ ! -x /usr/lib/postgresql/$PG_VERSION/bin/postgres ]] || ! have pg_isready; then
+    apt_install "postgresql-$PG_VERSION" "postgresql-client-$PG_VERSION"
+  fi
+  if ! pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c { ok = 1 } END { exit !ok }'; then
+    say "postgresql: creating cluster $PG_VERSION/$PG_CLUSTER"
+    pg_createcluster "$PG_VERSION" "$PG_CLUSTER" >/dev/null
+  fi
+  local changed logfile=$LOG_DIR/postgresql.log cluster_log
+  changed=$(pg_configure)
+  cluster_log=$(pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c { print $7 }')
+  # pg_ctlcluster writes the server log to the cluster's own log file: link it under .run/logs.
+  [[ -n $cluster_log ]] && ln -sfn "$cluster_log" "$logfile"
+  if pg_online; then
+    # Restart when the configuration changed, or when the cluster was started before the
+    # bridge address existed (then it listens on 127.0.0.1 only).
+    if [[ -n $changed ]] || ! pg_isready -q -h "$BRIDGE_IP" -p "$PG_PORT"; then
+      say "postgresql: configuration changed or not listening on $BRIDGE_IP, restarting cluster $PG_VERSION/$PG_CLUSTER"
+      pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" restart -m fast </dev/null 8>&- 9>&- ||
+        fail_service postgresql "$logfile" "pg_ctlcluster $PG_VERSION $PG_CLUSTER restart failed"
+      pg_postmaster_pid >"$(pidfile postgresql)"
+    fi
+  else
+    say "postgresql: starting cluster $PG_VERSION/$PG_CLUSTER"
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start </dev/null 8>&- 9>&- ||
+      fail_service postgresql "$logfile" "pg_ctlcluster $PG_VERSION $PG_CLUSTER start failed"
+    pg_postmaster_pid >"$(pidfile postgresql)"
+  fi
+  wait_until "$PG_TIMEOUT" "" pg_isready -q -h 127.0.0.1 -p "$PG_PORT" ||
+    fail_service postgresql "$logfile" "not accepting connections on 127.0.0.1:$PG_PORT"
+  pg_ensure_role_db >/dev/null || fail_service postgresql "$logfile" "could not create role/database $PG_USER/$PG_DB"
+  wait_until 15 "" pg_healthy ||
+    fail_service postgresql "$logfile" "cannot log in as $PG_USER on 127.0.0.1 and $BRIDGE_IP:$PG_PORT (listen_addresses / pg_hba.conf)"
+  step_done "postgresql: ready (pid $(pg_postmaster_pid))"
+}
+
+status_postgresql() {
+  if pg_healthy; then
+    echo "healthy, $PG_USER@127.0.0.1:$PG_PORT and $PG_USER@$BRIDGE_IP:$PG_PORT"
+  else
+    echo "DOWN"
+    return 1
+  fi
+}
+
+down_postgresql() {
+  local pid
+  if pid=$(recorded_pid postgresql postgres) && [[ $pid == "$(pg_postmaster_pid)" ]]; then
+    say "stopping postgresql cluster $PG_VERSION/$PG_CLUSTER (pid $pid)"
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" stop -m fast || warn "pg_ctlcluster stop failed"
+    rm -f "$(pidfile postgresql)"
+  else
+    rm -f "$(pidfile postgresql)"
+    say "postgresql: cluster not started by services.sh, nothing stopped"
+  fi
+}
+
+# ---------------------------------------------------------------------------- python tools (uv)
+
+ensure_uv() {
+  [[ -x $UV && -f $UV_DIR/.mecapy-ok ]] && return 0
+  lock_home
+  [[ -x $UV && -f $UV_DIR/.mecapy-ok ]] && return 0
+  local py
+  if ! py=$(python311); then
+    apt_install python3 python3-venv
+    py=$(python311) || die "no usable Python 3.11 (with venv/ensurepip) found"
+  fi
+  say "installing uv $UV_VERSION into $UV_DIR"
+  rm -rf "$UV_DIR"
+  if ! { "$py" -m venv "$UV_DIR" && "$UV_DIR/bin/python" -m pip install -q "uv==$UV_VERSION"; } \
+    >"$LOG_DIR/uv-install.log" 2>&1; then
+    fail_service uv "$LOG_DIR/uv-install.log" "could not install uv"
+  fi
+  touch "$UV_DIR/.mecapy-ok"
+}
+
+# uv_venv DIR MARKER REQUIREMENT...: (re)create a venv in DIR with the requirements, unless its
+# marker file already says so.
+uv_venv() {
+  local dir=$1 marker=$2
+  shift 2
+  [[ -f $dir/.mecapy-ok && $(cat "$dir/.mecapy-ok") == "$marker" ]] && return 0
+  lock_home
+  [[ -f $dir/.mecapy-ok && $(cat "$dir/.mecapy-ok") == "$marker" ]] && return 0
+  ensure_uv
+  local py name logfile
+  name=$(basename "$dir")
+  logfile=$LOG_DIR/install-$name.log
+  py=$(python311) || die "no usable Python 3.11 found"
+  say "installing $name into $dir (log $logfile)"
+  rm -rf "$dir"
+  {
+    "$UV" venv -q -p "$py" "$dir" &&
+      VIRTUAL_ENV=$dir "$UV" pip install "$@"
+  } >"$logfile" 2>&1 || fail_service "$name" "$logfile" "install failed"
+  printf '%s' "$marker" >"$dir/.mecapy-ok"
+}
+
+# ---------------------------------------------------------------------------- localstack
+
+localstack_healthy() {
+  local body
+  body=$(curl -sf --max-time 5 "$LOCALSTACK_URL/_localstack/health") || return 1
+  printf '%s' "$body" | python3 -c '
+import json, sys
+services = json.load(sys.stdin).get("services", {})
+sys.exit(0 if all(services.get(s) in ("available", "running") for s in ("s3", "sqs")) else 1)'
+}
+
+# s3 METHOD PATH [curl args...]: a SigV4-signed request to LocalStack's S3 with the env credentials.
+s3_request() {
+  local method=$1 path=$2
+  shift 2
+  curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X "$method" \
+    --aws-sigv4 "aws:amz:${AWS_REGION:-us-east-1}:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    "$@" "$LOCALSTACK_URL$path"
+}
+
+ensure_bucket() {
+  local code
+  code=$(s3_request HEAD "/$UPLOAD_BUCKET" -I) || true
+  if [[ $code == 200 ]]; then
+    say "localstack: bucket $UPLOAD_BUCKET exists"
+    return 0
+  fi
+  local body=()
+  if [[ ${AWS_REGION:-us-east-1} != us-east-1 ]]; then
+    body=(--data "<CreateBucketConfiguration><LocationConstraint>$AWS_REGION</LocationConstraint></CreateBucketConfiguration>")
+  fi
+  code=$(s3_request PUT "/$UPLOAD_BUCKET" "${body[@]}") || true
+  [[ $code == 200 ]] || fail_service localstack "$LOG_DIR/localstack.log" "could not create bucket $UPLOAD_BUCKET (HTTP $code)"
+  say "localstack: bucket $UPLOAD_BUCKET created"
+}
+
+up_localstack() {
+  step_timer
+  if localstack_healthy; then
+    say "localstack: already running$(recorded_pid localstack localstack.runtime.main >/dev/null && echo ' (started by services.sh)' || true)"
+    ensure_bucket
+    return 0
+  fi
+  uv_venv "$LOCALSTACK_VENV" "localstack-core[runtime]==$LOCALSTACK_VERSION aws-sam-translator exclude-newer=$LOCALSTACK_EXCLUDE_NEWER" \
+    --exclude-newer "$LOCALSTACK_EXCLUDE_NEWER" "localstack-core[runtime]==$LOCALSTACK_VERSION" aws-sam-translator
+  local logfile=$LOG_DIR/localstack.log pid
+  if pid=$(recorded_pid localstack localstack.runtime.main); then
+    say "localstack: pid $pid is starting, waiting"
+  else
+    local workdir=$RUN_DIR/localstack
+    mkdir -p "$workdir/volume"
+    say "localstack: starting $LOCALSTACK_VERSION"
+    # Extra LocalStack settings (LAMBDA_RUNTIME_IMAGE_MAPPING, LAMBDA_DOCKER_FLAGS, DEBUG, ...)
+    # are passed through from the caller's environment.
+    start_bg localstack "$logfile" env -C "$workdir" \
+      SERVICES=s3,sqs,lambda,apigateway,cloudformation,iam,sts,logs,events \
+      GATEWAY_LISTEN=0.0.0.0:4566 \
+      LOCALSTACK_VOLUME_DIR="$workdir/volume" \
+      DOCKER_CMD=/usr/bin/docker \
+      DISABLE_EVENTS=1 \
+      SKIP_SSL_CERT_DOWNLOAD=1 \
+      DNS_ADDRESS=0 \
+      "$LOCALSTACK_VENV/bin/python" -m localstack.runtime.main
+    pid=$STARTED_PID
+  fi
+  local rc=0
+  wait_until "$LOCALSTACK_TIMEOUT" "$pid" localstack_healthy || rc=$?
+  ((rc == 0)) || fail_service localstack "$logfile" "not healthy ($LOCALSTACK_URL/_localstack/health, s3 and sqs) within ${LOCALSTACK_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited')"
+  ensure_bucket
+  step_done "localstack: ready (pid $pid)"
+}
+
+status_localstack() {
+  if localstack_healthy; then
+    local code
+    code=$(s3_request HEAD "/$UPLOAD_BUCKET" -I) || true
+    echo "healthy, bucket $UPLOAD_BUCKET $([[ $code == 200 ]] && echo present || echo MISSING)"
+  else
+    echo "DOWN"
+    return 1
+  fi
+}
+
+down_localstack() {
+  local pid
+  if pid=$(recorded_pid localstack localstack.runtime.main); then
+    # LocalStack on the host may not exit on SIGTERM while Lambda containers run.
+    stop_pid localstack "$pid" 10 1
+  else
+    say "localstack: no LocalStack recorded by services.sh, nothing stopped"
+  fi
+  if docker_cli info >/dev/null 2>&1; then
+    local ids
+    ids=$(docker_cli ps -aq --filter 'name=^/?localstack-lambda-' 2>/dev/null || true)
+    if [[ -n $ids ]]; then
+      say "removing leftover Lambda containers: $(echo "$ids" | tr '\n' ' ')"
+      # shellcheck disable=SC2086
+      docker_cli rm -f $ids >/dev/null 2>&1 || warn "could not remove some Lambda containers"
+    fi
+  fi
+}
+
+# ---------------------------------------------------------------------------- cargo-lambda
+
+cargo_lambda_ok() {
+  [[ -x $BIN_DIR/cargo-lambda ]] && PATH=$BIN_DIR:$PATH cargo lambda --version >/dev/null 2>&1
+}
+
+up_cargo_lambda() {
+  step_timer
+  uv_venv "$CARGO_LAMBDA_VENV" "cargo-lambda==$CARGO_LAMBDA_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION"
+  mkdir -p "$BIN_DIR"
+  ln -sfn "$CARGO_LAMBDA_VENV/bin/cargo-lambda" "$BIN_DIR/cargo-lambda"
+  # cargo-lambda cross-compiles with Zig: expose the ziglang wheel's binary (if installed) as `zig`.
+  local zig
+  zig=$(compgen -G "$CARGO_LAMBDA_VENV/lib/python3*/site-packages/ziglang/zig" | head -n1 || true)
+  [[ -n $zig ]] && ln -sfn "$zig" "$BIN_DIR/zig"
+  if have cargo; then
+    PATH=$BIN_DIR:$PATH cargo lambda --version >/dev/null 2>&1 ||
+      fail_service cargo-lambda "$LOG_DIR/install-$(basename "$CARGO_LAMBDA_VENV").log" "\`cargo lambda --version\` failed"
+  else
+    warn "cargo is not installed: checked cargo-lambda alone"
+    "$BIN_DIR/cargo-lambda" lambda --version >/dev/null 2>&1 || "$BIN_DIR/cargo-lambda" --version >/dev/null 2>&1 ||
+      fail_service cargo-lambda "$LOG_DIR/install-$(basename "$CARGO_LAMBDA_VENV").log" "cargo-lambda --version failed"
+  fi
+  step_done "cargo-lambda: $("$BIN_DIR/cargo-lambda" lambda --version 2>/dev/null | head -n1); put $BIN_DIR on PATH"
+}
+
+status_cargo_lambda() {
+  if cargo_lambda_ok; then
+    echo "installed: $(PATH=$BIN_DIR:$PATH cargo lambda --version 2>/dev/null | head -n1) (PATH+=$BIN_DIR)"
+  else
+    echo "NOT INSTALLED"
+    return 1
+  fi
+}
+
+down_cargo_lambda() { :; }
+
+# ---------------------------------------------------------------------------- oidc
+
+oidc_healthy() {
+  local body
+  body=$(curl -sf --max-time 5 "$OIDC_DISCOVERY") || return 1
+  [[ $body == *"\"issuer\":\"$OIDC_ISSUER\""* ]] || return 1
+  curl -sf --max-time 5 "$OIDC_ADMIN_URL/admin/health" >/dev/null
+}
+
+# npm ci when node_modules is missing or was installed from another package-lock.json.
+ensure_oidc_deps() {
+  local stamp=$OIDC_DIR/node_modules/.mecapy-lock-sha256 sum
+  sum=$(sha256sum "$OIDC_DIR/package-lock.json" | cut -d' ' -f1)
+  [[ -f $stamp && $(cat "$stamp") == "$sum" ]] && return 0
+  if ! have node || ! have npm; then
+    apt_install nodejs npm
+  fi
+  say "oidc: npm ci (log $LOG_DIR/oidc-npm.log)"
+  (cd "$OIDC_DIR" && npm ci --no-audit --no-fund --loglevel=error) >"$LOG_DIR/oidc-npm.log" 2>&1 ||
+    fail_service oidc "$LOG_DIR/oidc-npm.log" "npm ci failed in $OIDC_DIR"
+  printf '%s' "$sum" >"$stamp"
+}
+
+up_oidc() {
+  step_timer
+  if oidc_healthy; then
+    say "oidc: already running$(recorded_pid oidc server.js >/dev/null && echo ' (started by services.sh)' || true)"
+    return 0
+  fi
+  ensure_oidc_deps
+  bridge_up || die "oidc: the docker bridge address $BRIDGE_IP does not exist (start docker first: $0 up docker)"
+  local logfile=$LOG_DIR/oidc.log pid
+  if pid=$(recorded_pid oidc server.js); then
+    say "oidc: pid $pid is starting, waiting"
+  else
+    mkdir -p "$RUN_DIR/oidc"
+    say "oidc: starting node server.js"
+    start_bg oidc "$logfile" env -C "$OIDC_DIR" node server.js
+    pid=$STARTED_PID
+  fi
+  local rc=0
+  wait_until "$OIDC_TIMEOUT" "$pid" oidc_healthy || rc=$?
+  ((rc == 0)) || fail_service oidc "$logfile" "not healthy ($OIDC_DISCOVERY, $OIDC_ADMIN_URL/admin/health) within ${OIDC_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited')"
+  step_done "oidc: ready (pid $pid)"
+}
+
+status_oidc() {
+  if oidc_healthy; then
+    echo "healthy, issuer $OIDC_ISSUER, admin $OIDC_ADMIN_URL"
+  else
+    echo "DOWN"
+    return 1
+  fi
+}
+
+down_oidc() {
+  local pid
+  if pid=$(recorded_pid oidc server.js); then
+    stop_pid oidc "$pid" 5
+  else
+    say "oidc: no OIDC provider recorded by services.sh, nothing stopped"
+  fi
+}
+
+# ---------------------------------------------------------------------------- commands
+
+fn_name() { printf '%s' "${1//-/_}"; }
+
+summary() { # SERVICE...
+  local s
+  printf '\n%-13s %-58s %s\n' SERVICE ADDRESS LOG
+  for s in "$@"; do
+    case $s in
+    docker) printf '%-13s %-58s %s\n' docker "unix:///var/run/docker.sock, bridge $BRIDGE_IP" "$LOG_DIR/dockerd.log" ;;
+    postgresql) printf '%-13s %-58s %s\n' postgresql "127.0.0.1:$PG_PORT, $BRIDGE_IP:$PG_PORT ($PG_USER/$PG_DB)" "$LOG_DIR/postgresql.log" ;;
+    localstack) printf '%-13s %-58s %s\n' localstack "$LOCALSTACK_URL (0.0.0.0:4566), bucket $UPLOAD_BUCKET" "$LOG_DIR/localstack.log" ;;
+    cargo-lambda) printf '%-13s %-58s %s\n' cargo-lambda "PATH+=$BIN_DIR" "$LOG_DIR/install-$(basename "$CARGO_LAMBDA_VENV").log" ;;
+    oidc)
+      printf '%-13s %-58s %s\n' oidc "$OIDC_ISSUER" "$LOG_DIR/oidc.log"
+      printf '%-13s %-58s %s\n' oidc-admin "$OIDC_ADMIN_URL (loopback only)" "$LOG_DIR/oidc.log"
+      ;;
+    esac
+  done
+}
+
+usage() {
+  echo "usage: $0 up|down|status [${ALL_SERVICES[*]}]" >&2
+  exit 2
+}
+
+main() {
+  [[ $# -ge 1 ]] || usage
+  local cmd=$1
+  shift
+  local services=("$@") s
+  ((${#services[@]})) || services=("${ALL_SERVICES[@]}")
+  for s in "${services[@]}"; do
+    [[ " ${ALL_SERVICES[*]} " == *" $s "* ]] || usage
+  done
+  # Keep the canonical order (down: reversed).
+  local ordered=()
+  for s in "${ALL_SERVICES[@]}"; do
+    [[ " ${services[*]} " == *" $s "* ]] && ordered+=("$s")
+  done
+
+  case $cmd in
+  up | down)
+    [[ $(id -u) == 0 ]] || die "must run as root (installs packages, starts dockerd and PostgreSQL)"
+    mkdir -p "$LOG_DIR" "$PID_DIR"
+    exec 9>"$RUN_DIR/.services.lock"
+    flock 9
+    ;;
+  status) ;;
+  *) usage ;;
+  esac
+
+  case $cmd in
+  up)
+    for s in "${ordered[@]}"; do "up_$(fn_name "$s")"; done
+    summary "${ordered[@]}"
+    say "up: done in $((SECONDS - SCRIPT_START)) s"
+    ;;
+  down)
+    local i
+    for ((i = ${#ordered[@]} - 1; i >= 0; i--)); do "down_$(fn_name "${ordered[i]}")"; done
+    say "down: done"
+    ;;
+  status)
+    local rc=0 line
+    for s in "${ordered[@]}"; do
+      line=$("status_$(fn_name "$s")") || rc=1
+      printf '%-13s %s\n' "$s" "$line"
+    done
+    return $rc
+    ;;
+  esac
+}
+
+main "$@"
