@@ -219,6 +219,22 @@ impl From<FilenameError> for ApiError {
     }
 }
 
+/// Refuses any method but `method` (CORS preflights never reach handlers).
+pub fn require_method(req: &Request, method: Method) -> Result<(), ApiError> {
+    if req.method() == method {
+        return Ok(());
+    }
+    let allow = if method == Method::GET {
+        "GET, OPTIONS"
+    } else {
+        "POST, OPTIONS"
+    };
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        allow,
+    })
+}
+
 /// `error: cause: cause...`, for logs.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

@@ -378,6 +378,26 @@ pub fn multipart_request(
     req
 }
 
+/// Asserts `response` is an RFC 9457 problem with `status` and a request id; returns its body.
+pub fn assert_problem(response: &Response<Body>, status: lambda_http::http::StatusCode) -> Value {
+    assert_eq!(
+        response.status(),
+        status,
+        "{}",
+        String::from_utf8_lossy(response.body().as_ref())
+    );
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let body = body_json(response);
+    assert!(
+        body["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{body}"
+    );
+    body
+}
+
 /// The response body as JSON (panics with the body if it is not).
 pub fn body_json(response: &Response<Body>) -> Value {
     let bytes: &[u8] = response.body().as_ref();

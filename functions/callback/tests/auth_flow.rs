@@ -4,7 +4,7 @@
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Response};
 use mecapy_shared::testing::{
-    body_json, browser_login, json_request, multipart_request, request, TestContext,
+    self, body_json, browser_login, json_request, multipart_request, request, TestContext,
 };
 use serde_json::{json, Value};
 
@@ -48,18 +48,7 @@ async fn code_for(ctx: &TestContext, user: &str, password: &str) -> (Value, Stri
 }
 
 fn assert_problem(r: &Response<Body>, status: StatusCode, field: Option<&str>) -> Value {
-    assert_eq!(
-        r.status(),
-        status,
-        "{}",
-        String::from_utf8_lossy(r.body().as_ref())
-    );
-    assert_eq!(
-        r.headers()[header::CONTENT_TYPE],
-        "application/problem+json"
-    );
-    let body = body_json(r);
-    assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    let body = testing::assert_problem(r, status);
     if let Some(field) = field {
         assert_eq!(body["field"], field, "{body}");
     }

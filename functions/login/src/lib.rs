@@ -35,12 +35,7 @@ pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Inf
 }
 
 async fn login(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
-    if req.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed {
-            method: req.method().to_string(),
-            allow: "POST, OPTIONS",
-        });
-    }
+    http::require_method(&req, Method::POST)?;
     let body: LoginRequest = http::json_body(&req, state.config.max_json_bytes)?;
     let redirect_uri = choose_redirect_uri(&state.config.allowed_redirect_uris, body.redirect_uri)?;
 

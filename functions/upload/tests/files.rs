@@ -4,7 +4,9 @@
 
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Response};
-use mecapy_shared::testing::{body_json, json_request, multipart_request, request, TestContext};
+use mecapy_shared::testing::{
+    assert_problem, body_json, json_request, multipart_request, request, TestContext,
+};
 use mecapy_shared::AppState;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -14,19 +16,7 @@ async fn call(state: &AppState, req: lambda_http::Request) -> Response<Body> {
 }
 
 fn problem(r: &Response<Body>, status: StatusCode) -> Value {
-    assert_eq!(
-        r.status(),
-        status,
-        "{}",
-        String::from_utf8_lossy(r.body().as_ref())
-    );
-    assert_eq!(
-        r.headers()[header::CONTENT_TYPE],
-        "application/problem+json"
-    );
-    let body = body_json(r);
-    assert!(body["request_id"].is_string(), "{body}");
-    body
+    assert_problem(r, status)
 }
 
 /// What the test's database and bucket hold: (available rows, all rows, objects).
@@ -147,7 +137,13 @@ async fn bad_filenames_are_400_and_never_written() {
         )
         .await;
         let body = problem(&r, StatusCode::BAD_REQUEST);
-        assert_eq!(body["field"], "filename", "{name:?}: {body}");
+        // Raw control characters make the part header itself malformed: refused before the
+        // name is even read. Either way it is a 400 and nothing is written.
+        let malformed = body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("malformed multipart");
+        assert!(body["field"] == "filename" || malformed, "{name:?}: {body}");
         let r = call(
             &ctx.state,
             json_request(
@@ -158,7 +154,8 @@ async fn bad_filenames_are_400_and_never_written() {
             ),
         )
         .await;
-        problem(&r, StatusCode::BAD_REQUEST);
+        let body = problem(&r, StatusCode::BAD_REQUEST);
+        assert_eq!(body["field"], "filename", "{name:?}: {body}");
     }
     assert_eq!(written(&ctx).await, (0, 0, 0));
 }
