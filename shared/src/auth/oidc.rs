@@ -67,7 +67,7 @@ impl OidcClient {
     }
 
     /// The provider's metadata, fetched once per warm Lambda (a failed fetch is retried next time).
-    #[tracing::instrument(skip(self), err(Display))]
+    #[tracing::instrument(skip(self))]
     pub async fn discovery(&self) -> Result<&Discovery, AuthError> {
         self.discovery
             .get_or_try_init(|| async {
@@ -85,14 +85,14 @@ impl OidcClient {
     }
 
     /// The raw JWKS document.
-    #[tracing::instrument(skip(self), err(Display))]
+    #[tracing::instrument(skip(self))]
     pub async fn fetch_jwks(&self) -> Result<serde_json::Value, AuthError> {
         let uri = self.discovery().await?.jwks_uri.clone();
         self.get_json(&uri).await
     }
 
     /// Exchanges an authorization code with its PKCE verifier (public client, no secret).
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     pub async fn exchange_code(
         &self,
         code: &str,
