@@ -12,7 +12,7 @@ export PATH := $(MECAPY_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
 WATCH_PORT ?= 9000
 API ?= http://127.0.0.1:$(WATCH_PORT)/lambda-url
 
-.PHONY: help up down status services migrate serve test lint unit bench clean-test-dbs build release
+.PHONY: help up down status services images migrate serve test lint unit bench clean-test-dbs build release
 
 help:
 	@echo "make up      install and start the local services, migrate, serve the functions (cargo lambda watch)"
@@ -23,10 +23,14 @@ help:
 services:
 	infra/services.sh up
 
+# The compute image (debootstrap Debian + python3, numpy, scipy), built here, never pulled.
+images: services
+	infra/images.sh
+
 migrate: services
 	cargo run --quiet -p mecapy-shared --bin migrate
 
-up: migrate serve
+up: migrate images serve
 	@infra/dev-hints.sh "$(API)"
 
 serve:
@@ -51,11 +55,11 @@ clean-test-dbs:
 	@psql -qAt "$(DATABASE_URL)" -c "SELECT datname FROM pg_database WHERE datname LIKE 'mecapy\_test\_%'" \
 	  | while read -r db; do psql -q "$(DATABASE_URL)" -c "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; done
 
-test: services lint clean-test-dbs
+test: services images lint clean-test-dbs
 	cargo test --workspace --all-features -- --test-threads 8
 
 release:
-	cargo build --release -p login -p callback -p upload
+	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch
 
-bench: services release
+bench: services images release
 	cargo run --release --quiet -p mecapy-bench

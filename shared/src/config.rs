@@ -46,6 +46,13 @@ pub struct Config {
     pub presign_ttl: Duration,
     /// Largest JSON body accepted by any route.
     pub max_json_bytes: usize,
+    /// Largest code a job may submit.
+    pub max_code_bytes: usize,
+    /// Queue receiving the job lifecycle events (`compute-dispatch` only).
+    pub events_queue_url: Option<String>,
+    /// The compute queue's `maxReceiveCount`: on the last receive a failing job is marked `error`
+    /// before its message moves to the dead-letter queue.
+    pub max_receives: u32,
 }
 
 /// Lambda's synchronous invocation payload limit; multipart and base64 overhead must fit under it.
@@ -145,7 +152,10 @@ impl Config {
             max_upload_bytes,
             max_presigned_bytes: number("MAX_PRESIGNED_BYTES", 5 * 1024 * 1024 * 1024)?,
             presign_ttl: Duration::from_secs(number("PRESIGN_TTL_SECONDS", 900)?),
-            max_json_bytes: number("MAX_JSON_BYTES", 64 * 1024)? as usize,
+            max_json_bytes: number("MAX_JSON_BYTES", 256 * 1024)? as usize,
+            max_code_bytes: number("MAX_CODE_BYTES", 128 * 1024)? as usize,
+            events_queue_url: lookup("EVENTS_QUEUE_URL").filter(|v| !v.trim().is_empty()),
+            max_receives: number("MAX_RECEIVES", 3)?.clamp(1, 1000) as u32,
         })
     }
 }

@@ -47,6 +47,12 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request is well-formed but its content is refused; `findings` explains where.
+    #[error("{detail}")]
+    Unprocessable {
+        detail: String,
+        findings: serde_json::Value,
+    },
     /// A backing service is down; `service` is shown, `cause` only logged.
     #[error("{service} unavailable: {cause}")]
     Unavailable {
@@ -84,6 +90,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -100,6 +107,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Unprocessable { .. } => "unprocessable",
             ApiError::Unavailable { .. } => "service-unavailable",
             ApiError::Internal(_) => "internal-error",
         }
@@ -130,11 +138,12 @@ impl ApiError {
             "instance": instance,
             "request_id": request_id,
         });
-        if let ApiError::BadRequest {
-            field: Some(field), ..
-        } = &self
-        {
-            body["field"] = field.clone().into();
+        match &self {
+            ApiError::BadRequest {
+                field: Some(field), ..
+            } => body["field"] = field.clone().into(),
+            ApiError::Unprocessable { findings, .. } => body["findings"] = findings.clone(),
+            _ => {}
         }
         let mut response = Response::builder()
             .status(status)
@@ -386,6 +395,49 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, max_bytes: usize) -> Result
         };
         ApiError::BadRequest { detail, field }
     })
+}
+
+/// `?limit=&offset=` of a listing: limit 1..=200 (default 50), offset ≥ 0 (default 0).
+pub fn pagination(req: &Request) -> Result<(i64, i64), ApiError> {
+    let (mut limit, mut offset) = (None, None);
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "limit" => limit = Some(v.into_owned()),
+            "offset" => offset = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let bounded = |value: Option<String>, name: &str, default: i64, max: i64, min: i64| match value
+    {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_field(
+                    name,
+                    format!("{name} must be a whole number from {min} to {max}"),
+                )
+            }),
+    };
+    Ok((
+        bounded(limit, "limit", 50, 200, 1)?,
+        bounded(offset, "offset", 0, i64::MAX, 0)?,
+    ))
+}
+
+/// A page of `items` (read with `limit + 1` rows) and the link to the next one.
+pub fn page<T: Serialize>(
+    path: &str,
+    mut items: Vec<T>,
+    limit: i64,
+    offset: i64,
+) -> serde_json::Value {
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let next = more.then(|| format!("{path}?limit={limit}&offset={}", offset + limit));
+    serde_json::json!({ "items": items, "next": next })
 }
 
 /// The path segments after the first `root` segment (`/prod/files/x` with root `files` → `["x"]`),

@@ -6,8 +6,11 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod jobs;
+pub mod sandbox;
 pub mod storage;
 pub mod telemetry;
+pub mod validation;
 
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -154,6 +154,38 @@ impl Storage {
         }
     }
 
+    /// The whole object, `None` if it does not exist; refused above `max_bytes`.
+    #[tracing::instrument(skip(self), err(Display))]
+    pub async fn get(
+        &self,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<bytes::Bytes>, StorageError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
+            Err(e) => return Err(classify(e)),
+        };
+        if out.content_length().unwrap_or(0) as u64 > max_bytes {
+            return Err(StorageError::Failed(format!(
+                "{key} is larger than {max_bytes} bytes"
+            )));
+        }
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        Ok(Some(data.into_bytes()))
+    }
+
     /// Streams the object and returns its hex SHA-256.
     #[tracing::instrument(skip(self), err(Display))]
     pub async fn sha256(&self, key: &str) -> Result<String, StorageError> {

@@ -408,3 +408,236 @@ pub fn body_json(response: &Response<Body>) -> Value {
         )
     })
 }
+
+/// The compute plumbing of one test: a jobs queue with its dead-letter queue fed by the test
+/// bucket's REAL S3 notification (ObjectCreated, prefix `jobs/`, suffix `manifest.json`), and an
+/// events queue.
+pub struct ComputeQueues {
+    pub sqs: aws_sdk_sqs::Client,
+    pub jobs_url: String,
+    pub dlq_url: String,
+    pub events_url: String,
+}
+
+impl TestContext {
+    /// Creates the queues and the bucket notification; messages become visible again after
+    /// `visibility_seconds` and move to the DLQ after `max_receives` receives.
+    pub async fn compute_queues(
+        &self,
+        max_receives: u32,
+        visibility_seconds: u32,
+    ) -> ComputeQueues {
+        use aws_sdk_s3::types::{
+            Event, FilterRule, FilterRuleName, NotificationConfiguration,
+            NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+        };
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let endpoint = self.env["AWS_ENDPOINT_URL"].clone();
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(self.env["AWS_REGION"].clone()))
+            .credentials_provider(Credentials::new(
+                self.env["AWS_ACCESS_KEY_ID"].clone(),
+                self.env["AWS_SECRET_ACCESS_KEY"].clone(),
+                None,
+                None,
+                "mecapy-tests",
+            ))
+            .endpoint_url(endpoint)
+            .load()
+            .await;
+        let sqs = aws_sdk_sqs::Client::new(&shared);
+        let create = |name: String, attrs: Vec<(QueueAttributeName, String)>| {
+            let sqs = sqs.clone();
+            async move {
+                let mut req = sqs.create_queue().queue_name(&name);
+                for (k, v) in attrs {
+                    req = req.attributes(k, v);
+                }
+                req.send()
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "cannot create queue {name} in LocalStack: {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(e)
+                        )
+                    })
+                    .queue_url()
+                    .expect("queue url")
+                    .to_string()
+            }
+        };
+        let base = &self.bucket;
+        let dlq_url = create(format!("{base}-dlq"), vec![]).await;
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("dlq attributes")
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("dlq arn");
+        let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()});
+        let jobs_url = create(
+            format!("{base}-jobs"),
+            vec![
+                (
+                    QueueAttributeName::VisibilityTimeout,
+                    visibility_seconds.to_string(),
+                ),
+                (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+            ],
+        )
+        .await;
+        let events_url = create(format!("{base}-events"), vec![]).await;
+        let jobs_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&jobs_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("jobs queue attributes")
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("jobs queue arn");
+        let rule = |name: FilterRuleName, value: &str| {
+            FilterRule::builder().name(name).value(value).build()
+        };
+        let notification = NotificationConfiguration::builder()
+            .queue_configurations(
+                QueueConfiguration::builder()
+                    .queue_arn(jobs_arn)
+                    .events(Event::S3ObjectCreated)
+                    .filter(
+                        NotificationConfigurationFilter::builder()
+                            .key(
+                                S3KeyFilter::builder()
+                                    .filter_rules(rule(FilterRuleName::Prefix, "jobs/"))
+                                    .filter_rules(rule(FilterRuleName::Suffix, "manifest.json"))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+                    .expect("queue configuration"),
+            )
+            .build();
+        self.state
+            .storage
+            .client()
+            .put_bucket_notification_configuration()
+            .bucket(&self.bucket)
+            .notification_configuration(notification)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot set the bucket notification: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            });
+        ComputeQueues {
+            sqs,
+            jobs_url,
+            dlq_url,
+            events_url,
+        }
+    }
+}
+
+impl ComputeQueues {
+    /// Receives up to 10 messages (waiting up to `wait_seconds`) as the Lambda SQS event
+    /// source would hand them to the function.
+    pub async fn receive_batch(
+        &self,
+        wait_seconds: i32,
+    ) -> aws_lambda_events::event::sqs::SqsEvent {
+        self.receive_from(&self.jobs_url, wait_seconds).await
+    }
+
+    pub async fn receive_from(
+        &self,
+        url: &str,
+        wait_seconds: i32,
+    ) -> aws_lambda_events::event::sqs::SqsEvent {
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive from LocalStack SQS");
+        let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+        for m in out.messages() {
+            let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+            record.message_id = m.message_id().map(str::to_string);
+            record.receipt_handle = m.receipt_handle().map(str::to_string);
+            record.body = m.body().map(str::to_string);
+            if let Some(attrs) = m.attributes() {
+                for (k, v) in attrs {
+                    record.attributes.insert(k.as_str().to_string(), v.clone());
+                }
+            }
+            event.records.push(record);
+        }
+        event
+    }
+
+    /// Deletes the records the handler did not report as failed, as the event source does.
+    pub async fn acknowledge(
+        &self,
+        event: &aws_lambda_events::event::sqs::SqsEvent,
+        response: &aws_lambda_events::event::sqs::SqsBatchResponse,
+    ) {
+        for record in &event.records {
+            let id = record.message_id.clone().unwrap_or_default();
+            if response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == id)
+            {
+                continue;
+            }
+            if let Some(handle) = &record.receipt_handle {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.jobs_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete message");
+            }
+        }
+    }
+
+    /// Bodies of the messages on the events queue (consumed).
+    pub async fn drain_events(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self.receive_from(&self.events_url, 0).await;
+            if batch.records.is_empty() {
+                return all;
+            }
+            for r in &batch.records {
+                all.push(
+                    serde_json::from_str(r.body.as_deref().unwrap_or("null"))
+                        .unwrap_or(Value::Null),
+                );
+                if let Some(handle) = &r.receipt_handle {
+                    let _ = self
+                        .sqs
+                        .delete_message()
+                        .queue_url(&self.events_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await;
+                }
+            }
+        }
+    }
+}

@@ -260,7 +260,7 @@ async fn malformed_bodies_name_the_field() {
     let r = callback::handle(ctx.state.clone(), form).await.unwrap();
     assert_problem(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, None);
 
-    let big = json!({"code": "x".repeat(100_000), "code_verifier": "v", "state": "s"});
+    let big = json!({"code": "x".repeat(300_000), "code_verifier": "v", "state": "s"});
     assert_problem(
         &callback(&ctx, big).await,
         StatusCode::PAYLOAD_TOO_LARGE,

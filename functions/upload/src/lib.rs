@@ -212,61 +212,16 @@ async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, 
     Ok(http::json(StatusCode::OK, &view(&state, row).await?))
 }
 
-#[derive(Debug, Default)]
-struct ListQuery {
-    limit: Option<String>,
-    offset: Option<String>,
-}
-
 /// `GET /files?limit=&offset=`: the caller's available files, newest first.
 async fn list(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
-    let query: ListQuery = list_query(req.uri().query().unwrap_or(""));
-    let limit = parse_bounded(query.limit.as_deref(), "limit", 50, 1, 200)?;
-    let offset = parse_bounded(query.offset.as_deref(), "offset", 0, 0, i64::MAX)?;
+    let (limit, offset) = http::pagination(&req)?;
     let db = state.db.get().await.map_err(DbError::from)?;
-    let mut rows = db::files::list(&**db, user.id, limit + 1, offset).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next = more.then(|| format!("/files?limit={limit}&offset={}", offset + limit));
+    let rows = db::files::list(&**db, user.id, limit + 1, offset).await?;
     Ok(http::json(
         StatusCode::OK,
-        &serde_json::json!({ "items": rows, "next": next }),
+        &http::page("/files", rows, limit, offset),
     ))
-}
-
-fn list_query(query: &str) -> ListQuery {
-    let mut q = ListQuery::default();
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        match k.as_ref() {
-            "limit" => q.limit = Some(v.into_owned()),
-            "offset" => q.offset = Some(v.into_owned()),
-            _ => {}
-        }
-    }
-    q
-}
-
-fn parse_bounded(
-    value: Option<&str>,
-    name: &str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, ApiError> {
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_field(
-                    name,
-                    format!("{name} must be a whole number from {min} to {max}"),
-                )
-            }),
-    }
 }
 
 async fn view(state: &AppState, file: FileRow) -> Result<FileView, ApiError> {
@@ -292,14 +247,6 @@ async fn view(state: &AppState, file: FileRow) -> Result<FileView, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limits_outside_bounds_are_refused() {
-        assert_eq!(parse_bounded(None, "limit", 50, 1, 200).unwrap(), 50);
-        assert_eq!(parse_bounded(Some("10"), "limit", 50, 1, 200).unwrap(), 10);
-        assert!(parse_bounded(Some("0"), "limit", 50, 1, 200).is_err());
-        assert!(parse_bounded(Some("x"), "limit", 50, 1, 200).is_err());
-    }
 
     #[test]
     fn bad_content_types_are_refused() {

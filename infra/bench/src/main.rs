@@ -2,7 +2,13 @@
 //! `cargo build --release -p login -p callback -p upload` (the Makefile does both).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use compute_dispatch::{Dispatcher, EventsQueue};
+use lambda_http::Body;
+use mecapy_shared::sandbox::{ContainerRuntime, DockerRuntime, JobSpec, Limits};
+use mecapy_shared::testing::request;
 
 use lambda_http::http::{Method, StatusCode};
 use mecapy_shared::testing::{json_request, multipart_request, TestContext};
@@ -30,7 +36,13 @@ async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     println!("| measure | value | target |");
     println!("|---|---|---|");
-    for name in ["login", "callback", "upload"] {
+    for name in [
+        "login",
+        "callback",
+        "upload",
+        "compute-submit",
+        "compute-dispatch",
+    ] {
         let path = root.join("target/release").join(name);
         let size = std::fs::metadata(&path)
             .map(|m| format!("{:.2} MB", m.len() as f64 / 1e6))
@@ -107,5 +119,158 @@ async fn main() {
         "| 1 MB upload in-process to LocalStack S3 + PostgreSQL, p50 / p99 | {} / {} | |",
         fmt(p50),
         fmt(p99)
+    );
+
+    compute(&ctx, &token).await;
+}
+
+async fn submit(ctx: &TestContext, token: &str, code: &str) -> String {
+    let r = compute_submit::handle(
+        ctx.state.clone(),
+        json_request(
+            Method::POST,
+            "/compute",
+            Some(token),
+            &serde_json::json!({"tool": "python", "code": code}),
+        ),
+    )
+    .await
+    .expect("infallible");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: serde_json::Value = serde_json::from_slice(r.body().as_ref()).expect("json");
+    body["job_id"].as_str().expect("job id").to_string()
+}
+
+async fn status(ctx: &TestContext, token: &str, id: &str) -> serde_json::Value {
+    let r = compute_submit::handle(
+        ctx.state.clone(),
+        request(
+            Method::GET,
+            &format!("/compute/{id}"),
+            Some(token),
+            Body::Empty,
+        ),
+    )
+    .await
+    .expect("infallible");
+    serde_json::from_slice(r.body().as_ref()).expect("json")
+}
+
+async fn compute(ctx: &TestContext, token: &str) {
+    let runtime = Arc::new(DockerRuntime::connect().await.expect("Docker engine"));
+    let spec = JobSpec {
+        image: "mecapy-python:bookworm".into(),
+        command: vec!["python3".into(), "-c".into(), "pass".into()],
+        files: vec![],
+        env: vec![],
+        limits: Limits::default(),
+        labels: vec![],
+    };
+    let mut through_trait = Vec::new();
+    let mut bare = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        runtime.run(&spec).await.expect("trivial job");
+        through_trait.push(t.elapsed());
+        let t = Instant::now();
+        let status = std::process::Command::new("docker")
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "mecapy-python:bookworm",
+                "python3",
+                "-c",
+                "pass",
+            ])
+            .status()
+            .expect("docker run");
+        assert!(status.success());
+        bare.push(t.elapsed());
+    }
+    let (trait_p50, _) = summary(through_trait);
+    let (bare_p50, _) = summary(bare);
+    println!(
+        "| sandbox overhead: trivial job via the runtime trait / bare `docker run` (p50) | {} / {} = {:.2} | ≤ 1.2 |",
+        fmt(trait_p50),
+        fmt(bare_p50),
+        trait_p50.as_secs_f64() / bare_p50.as_secs_f64()
+    );
+
+    let queues = ctx.compute_queues(3, 30).await;
+    let dispatcher = Arc::new(Dispatcher {
+        state: ctx.state.clone(),
+        runtime: runtime.clone(),
+        events: Some(EventsQueue::with_client(
+            queues.sqs.clone(),
+            &queues.events_url,
+        )),
+    });
+    let queues = Arc::new(queues);
+    // One job at a time: manifest put (inside submit) → event → dispatch → succeeded.
+    let mut latencies = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let id = submit(ctx, token, "print(1)").await;
+        loop {
+            let batch = queues.receive_batch(1).await;
+            if !batch.records.is_empty() {
+                let response = dispatcher.handle(batch.clone()).await.expect("infallible");
+                queues.acknowledge(&batch, &response).await;
+            }
+            if status(ctx, token, &id).await["status"] == "succeeded" {
+                break;
+            }
+        }
+        latencies.push(t.elapsed());
+    }
+    let (p50, p99) = summary(latencies);
+    println!(
+        "| submit (manifest put) → job succeeded, trivial job, p50 / p99 | {} / {} | p50 ≤ 1.5 s |",
+        fmt(p50),
+        fmt(p99)
+    );
+
+    // 100 jobs queued at once, drained by 2 concurrent dispatchers (2 cores).
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(submit(ctx, token, "print(1)").await);
+    }
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let (queues, dispatcher) = (queues.clone(), dispatcher.clone());
+        workers.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 3 {
+                let batch = queues.receive_batch(1).await;
+                if batch.records.is_empty() {
+                    idle += 1;
+                    continue;
+                }
+                idle = 0;
+                let response = dispatcher.handle(batch.clone()).await.expect("infallible");
+                queues.acknowledge(&batch, &response).await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let drained = started.elapsed();
+    let (mut lost, mut twice) = (0, 0);
+    for id in &ids {
+        let job = status(ctx, token, id).await;
+        if job["status"] != "succeeded" {
+            lost += 1;
+        }
+        if job["attempts"].as_i64() != Some(1) {
+            twice += 1;
+        }
+    }
+    println!(
+        "| 100 trivial jobs queued at once, 2 dispatchers: drain time / lost / run twice | {:.1} s (incl. ~3 s idle check) / {lost} / {twice} | lost 0, twice 0 |",
+        drained.as_secs_f64()
     );
 }

@@ -1,7 +1,9 @@
 //! PostgreSQL: the connection pool, the migrate step, and one module per table with its SQL.
 
 pub mod files;
+pub mod jobs;
 pub mod migrate;
+pub mod tools;
 pub mod users;
 
 use std::str::FromStr;

@@ -1,0 +1,346 @@
+//! The `/compute` routes: submit a job (validated, recorded `queued`, its code and manifest
+//! written to S3, the manifest's creation being the event that dispatches it), read one, list
+//! them, cancel one that has not started.
+
+use std::convert::Infallible;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use mecapy_shared::db::{self, jobs::Job, jobs::NewJob, DbError};
+use mecapy_shared::http::{self, ApiError};
+use mecapy_shared::jobs::{keys, JobStatus};
+use mecapy_shared::sandbox::Limits;
+use mecapy_shared::validation::{self, Policy};
+use mecapy_shared::AppState;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Largest number of input files and arguments a job may take.
+pub const MAX_INPUTS: usize = 32;
+pub const MAX_ARGS: usize = 64;
+pub const MAX_ARG_BYTES: usize = 4096;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub tool: String,
+    /// The Python source, or…
+    pub code: Option<String>,
+    /// …one of the caller's files holding it.
+    pub file_id: Option<Uuid>,
+    #[serde(default)]
+    pub input_file_ids: Vec<Uuid>,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// One input as the manifest and the job record name it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Input {
+    pub file_id: Uuid,
+    pub filename: String,
+    pub key: String,
+    pub sha256: String,
+    pub size: i64,
+    /// Where the job finds it, relative to /work.
+    pub path: String,
+}
+
+/// What `compute-dispatch` reads: everything needed to run the job and check its inputs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub job_id: Uuid,
+    pub user_id: Uuid,
+    pub tool: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub code_key: String,
+    pub code_sha256: String,
+    pub inputs: Vec<Input>,
+    pub limits: Limits,
+}
+
+pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
+    http::serve(state, req, "compute-submit", route).await
+}
+
+async fn route(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let segments = http::route(&path, "compute")
+        .ok_or_else(|| ApiError::NotFound(format!("no route for {path}")))?;
+    let method = req.method().clone();
+    let not_allowed = |allow| ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        allow,
+    };
+    match (&method, segments.as_slice()) {
+        (&Method::POST, []) => submit(state, req).await,
+        (&Method::GET, []) => list(state, req).await,
+        (&Method::GET, [id]) => get(state, req, parse_id(id)?).await,
+        (&Method::DELETE, [id]) => cancel(state, req, parse_id(id)?).await,
+        (_, []) => Err(not_allowed("GET, POST, OPTIONS")),
+        (_, [_]) => Err(not_allowed("GET, DELETE, OPTIONS")),
+        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+    }
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such job".into()))
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// `POST /compute {tool, code | file_id, input_file_ids?, args?}` → 202.
+async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let body: SubmitRequest = http::json_body(&req, state.config.max_json_bytes)?;
+    let max_code = state.config.max_code_bytes;
+    if body.input_file_ids.len() > MAX_INPUTS {
+        return Err(ApiError::bad_field(
+            "input_file_ids",
+            format!("at most {MAX_INPUTS} input files"),
+        ));
+    }
+    if body.args.len() > MAX_ARGS
+        || body
+            .args
+            .iter()
+            .any(|a| a.len() > MAX_ARG_BYTES || a.contains('\0'))
+    {
+        return Err(ApiError::bad_field(
+            "args",
+            format!("at most {MAX_ARGS} arguments of {MAX_ARG_BYTES} bytes, without NUL"),
+        ));
+    }
+
+    let db = state.db.get().await.map_err(DbError::from)?;
+    let tool = db::tools::by_name(&**db, &body.tool)
+        .await?
+        .ok_or_else(|| ApiError::bad_field("tool", format!("unknown tool {:?}", body.tool)))?;
+
+    let code = match (&body.code, body.file_id) {
+        (Some(code), None) => {
+            if code.len() > max_code {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "code is larger than {max_code} bytes"
+                )));
+            }
+            code.clone()
+        }
+        (None, Some(file_id)) => {
+            let file = db::files::get(&**db, user.id, file_id)
+                .await?
+                .filter(|f| f.status == "available")
+                .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+            if file.size_bytes.unwrap_or(0) as usize > max_code {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "code is larger than {max_code} bytes"
+                )));
+            }
+            let bytes = state
+                .storage
+                .get(&file.s3_key, max_code as u64)
+                .await?
+                .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::bad_field("file_id", "the code file is not UTF-8 text"))?
+        }
+        _ => {
+            return Err(ApiError::bad_field(
+                "code",
+                "give exactly one of `code` and `file_id`",
+            ))
+        }
+    };
+
+    let findings = validation::validate(&code, &Policy::from_allowed(&tool.allowed_imports));
+    if !findings.is_empty() {
+        return Err(ApiError::Unprocessable {
+            detail: format!(
+                "the code was refused by static validation ({} findings)",
+                findings.len()
+            ),
+            findings: json!(findings),
+        });
+    }
+
+    let mut inputs = Vec::with_capacity(body.input_file_ids.len());
+    for id in &body.input_file_ids {
+        let file = db::files::get(&**db, user.id, *id)
+            .await?
+            .filter(|f| f.status == "available")
+            .ok_or_else(|| ApiError::NotFound(format!("no such input file {id}")))?;
+        if inputs.iter().any(|i: &Input| i.filename == file.filename) {
+            continue;
+        }
+        inputs.push(Input {
+            file_id: file.id,
+            path: format!("inputs/{}", file.filename),
+            filename: file.filename,
+            key: file.s3_key,
+            sha256: file.sha256.unwrap_or_default(),
+            size: file.size_bytes.unwrap_or(0),
+        });
+    }
+
+    let limits = Limits {
+        memory_mb: tool.memory_mb as i64,
+        cpus: tool.cpus,
+        timeout: std::time::Duration::from_secs(tool.timeout_seconds as u64),
+        pids_limit: tool.pids_limit as i64,
+        ..Limits::default()
+    };
+    let code_sha256 = sha256_hex(code.as_bytes());
+    let limits_json = json!(limits);
+    let args_json = json!(body.args);
+    let inputs_json = json!(inputs);
+    let job = db::jobs::insert(
+        &**db,
+        &NewJob {
+            user_id: user.id,
+            tool_id: tool.id,
+            image: &tool.image,
+            limits: &limits_json,
+            args: &args_json,
+            code_sha256: &code_sha256,
+            inputs: &inputs_json,
+        },
+    )
+    .await?;
+
+    let mut command = vec!["python3".to_string(), "/work/main.py".to_string()];
+    command.extend(body.args.iter().cloned());
+    let manifest = Manifest {
+        job_id: job.id,
+        user_id: user.id,
+        tool: tool.name.clone(),
+        image: tool.image.clone(),
+        command,
+        code_key: keys::code(job.id),
+        code_sha256,
+        inputs,
+        limits,
+    };
+    // The code first, the manifest last: the manifest's creation dispatches the job.
+    if let Err(e) = write_job_files(&state, &manifest, code).await {
+        if let Err(cleanup) = db::jobs::delete_unaccepted(&**db, job.id).await {
+            tracing::error!(job_id = %job.id, error = %cleanup, "unaccepted job row left queued");
+        }
+        return Err(e);
+    }
+    tracing::info!(job_id = %job.id, tool = %tool.name, "job accepted");
+    Ok(http::json(
+        StatusCode::ACCEPTED,
+        &json!({"job_id": job.id, "status": job.status, "links": links(job.id)}),
+    ))
+}
+
+async fn write_job_files(
+    state: &AppState,
+    manifest: &Manifest,
+    code: String,
+) -> Result<(), ApiError> {
+    state
+        .storage
+        .put(
+            &manifest.code_key,
+            bytes::Bytes::from(code),
+            "text/x-python",
+        )
+        .await?;
+    let body = serde_json::to_vec(manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
+    state
+        .storage
+        .put(
+            &keys::manifest(manifest.job_id),
+            body.into(),
+            "application/json",
+        )
+        .await?;
+    Ok(())
+}
+
+fn links(id: Uuid) -> Value {
+    json!({"self": format!("/compute/{id}")})
+}
+
+/// `GET /compute/{id}`: status, timings, exit code, and presigned links to the results.
+async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let db = state.db.get().await.map_err(DbError::from)?;
+    let job = db::jobs::get(&**db, user.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such job".into()))?;
+    Ok(http::json(StatusCode::OK, &view(&state, job).await?))
+}
+
+async fn view(state: &AppState, job: Job) -> Result<Value, ApiError> {
+    let mut links = links(job.id);
+    let ran = matches!(
+        job.status(),
+        Some(JobStatus::Succeeded | JobStatus::Failed | JobStatus::Timeout | JobStatus::Oom)
+    );
+    if ran {
+        let ttl = state.config.presign_ttl;
+        links["stdout"] = json!(
+            state
+                .storage
+                .presign_get(&keys::stdout(job.id), "stdout.txt", ttl)
+                .await?
+        );
+        links["stderr"] = json!(
+            state
+                .storage
+                .presign_get(&keys::stderr(job.id), "stderr.txt", ttl)
+                .await?
+        );
+        let mut outputs = Vec::new();
+        for output in job.outputs.as_array().into_iter().flatten() {
+            let Some(name) = output["name"].as_str() else {
+                continue;
+            };
+            let file = name.rsplit('/').next().unwrap_or(name);
+            let url = state
+                .storage
+                .presign_get(&keys::output(job.id, name), file, ttl)
+                .await?;
+            outputs.push(json!({"name": name, "size": output["size"], "url": url}));
+        }
+        links["outputs"] = json!(outputs);
+    }
+    let mut body = json!(job);
+    body["links"] = links;
+    Ok(body)
+}
+
+/// `GET /compute?limit=&offset=`: the caller's jobs, newest first.
+async fn list(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let (limit, offset) = http::pagination(&req)?;
+    let db = state.db.get().await.map_err(DbError::from)?;
+    let jobs = db::jobs::list(&**db, user.id, limit + 1, offset).await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &http::page("/compute", jobs, limit, offset),
+    ))
+}
+
+/// `DELETE /compute/{id}`: cancels a job that has not started (409 once it has).
+async fn cancel(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let db = state.db.get().await.map_err(DbError::from)?;
+    if let Some(job) = db::jobs::cancel(&**db, user.id, id).await? {
+        return Ok(http::json(StatusCode::OK, &view(&state, job).await?));
+    }
+    let job = db::jobs::get(&**db, user.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such job".into()))?;
+    Err(ApiError::Conflict(format!(
+        "the job is {} and can no longer be cancelled",
+        job.status
+    )))
+}

@@ -1,0 +1,255 @@
+//! The `jobs` table. Every status change is one conditional UPDATE, so two dispatchers (or a
+//! redelivered message) can never move a job along the same edge twice.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::DbError;
+use crate::jobs::JobStatus;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Job {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub user_id: Uuid,
+    pub tool: String,
+    pub status: String,
+    pub image: String,
+    pub image_digest: Option<String>,
+    pub limits: Value,
+    pub args: Value,
+    pub code_sha256: Option<String>,
+    pub inputs: Value,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub duration_ms: Option<i64>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub outputs: Value,
+    pub outputs_truncated: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    pub fn status(&self) -> Option<JobStatus> {
+        JobStatus::parse(&self.status)
+    }
+}
+
+const SELECT: &str = "SELECT j.*, t.name AS tool FROM jobs j JOIN tools t ON t.id = j.tool_id";
+
+impl From<&Row> for Job {
+    fn from(r: &Row) -> Self {
+        Job {
+            id: r.get("id"),
+            user_id: r.get("user_id"),
+            tool: r.get("tool"),
+            status: r.get("status"),
+            image: r.get("image"),
+            image_digest: r.get("image_digest"),
+            limits: r.get("limits"),
+            args: r.get("args"),
+            code_sha256: r.get("code_sha256"),
+            inputs: r.get("inputs"),
+            exit_code: r.get("exit_code"),
+            error: r.get("error"),
+            attempts: r.get("attempts"),
+            duration_ms: r.get("duration_ms"),
+            stdout_truncated: r.get("stdout_truncated"),
+            stderr_truncated: r.get("stderr_truncated"),
+            outputs: r.get("outputs"),
+            outputs_truncated: r.get("outputs_truncated"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+            started_at: r.get("started_at"),
+            finished_at: r.get("finished_at"),
+        }
+    }
+}
+
+pub struct NewJob<'a> {
+    pub user_id: Uuid,
+    pub tool_id: Uuid,
+    pub image: &'a str,
+    pub limits: &'a Value,
+    pub args: &'a Value,
+    pub code_sha256: &'a str,
+    pub inputs: &'a Value,
+}
+
+/// Runs `sql` (which must end in `RETURNING *`) and returns the changed row with its tool's
+/// name: the outer query joins the CTE's own rows, since it cannot see the new versions in
+/// `jobs` (one snapshot for the whole statement).
+async fn returning(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<Job>, DbError> {
+    let wrapped = format!(
+        "WITH changed AS ({sql}) SELECT c.*, t.name AS tool FROM changed c JOIN tools t ON t.id = c.tool_id"
+    );
+    let row = db.query_opt(&wrapped, params).await?;
+    Ok(row.as_ref().map(Job::from))
+}
+
+pub async fn insert(db: &impl GenericClient, job: &NewJob<'_>) -> Result<Job, DbError> {
+    returning(
+        db,
+        "INSERT INTO jobs (user_id, tool_id, image, limits, args, code_sha256, inputs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+        &[
+            &job.user_id,
+            &job.tool_id,
+            &job.image,
+            job.limits,
+            job.args,
+            &job.code_sha256,
+            job.inputs,
+        ],
+    )
+    .await?
+    .ok_or_else(|| DbError::Migration("inserted job not found".into()))
+}
+
+/// Removes a job that was never accepted (its files could not be written).
+pub async fn delete_unaccepted(db: &impl GenericClient, id: Uuid) -> Result<(), DbError> {
+    db.execute(
+        "DELETE FROM jobs WHERE id = $1 AND status = 'queued'",
+        &[&id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The user's job; another user's is `None`, like a missing one.
+pub async fn get(db: &impl GenericClient, user_id: Uuid, id: Uuid) -> Result<Option<Job>, DbError> {
+    let row = db
+        .query_opt(
+            &format!("{SELECT} WHERE j.id = $1 AND j.user_id = $2"),
+            &[&id, &user_id],
+        )
+        .await?;
+    Ok(row.as_ref().map(Job::from))
+}
+
+/// Any job, for the dispatcher.
+pub async fn get_any(db: &impl GenericClient, id: Uuid) -> Result<Option<Job>, DbError> {
+    let row = db
+        .query_opt(&format!("{SELECT} WHERE j.id = $1"), &[&id])
+        .await?;
+    Ok(row.as_ref().map(Job::from))
+}
+
+/// The user's jobs, newest first.
+pub async fn list(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Job>, DbError> {
+    let rows = db
+        .query(
+            &format!("{SELECT} WHERE j.user_id = $1 ORDER BY j.created_at DESC, j.id DESC LIMIT $2 OFFSET $3"),
+            &[&user_id, &limit, &offset],
+        )
+        .await?;
+    Ok(rows.iter().map(Job::from).collect())
+}
+
+/// queued → cancelled, only for its owner.
+pub async fn cancel(
+    db: &impl GenericClient,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Job>, DbError> {
+    returning(
+        db,
+        "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
+         WHERE id = $1 AND user_id = $2 AND status = 'queued' RETURNING *",
+        &[&id, &user_id],
+    )
+    .await
+}
+
+/// queued → running: the atomic claim. `None` if the job is not queued (already claimed,
+/// finished, cancelled or deleted).
+pub async fn claim(db: &impl GenericClient, id: Uuid) -> Result<Option<Job>, DbError> {
+    returning(
+        db,
+        "UPDATE jobs SET status = 'running', started_at = now(), attempts = attempts + 1,
+             updated_at = now()
+         WHERE id = $1 AND status = 'queued' RETURNING *",
+        &[&id],
+    )
+    .await
+}
+
+/// running → queued, after a transient failure, so the retry can claim it again.
+pub async fn release(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE jobs SET status = 'queued', started_at = NULL, error = $2, updated_at = now()
+         WHERE id = $1 AND status = 'running'",
+        &[&id, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+/// queued|running → error: the platform could not run it (permanent failure).
+pub async fn fail(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<Option<Job>, DbError> {
+    returning(
+        db,
+        "UPDATE jobs SET status = 'error', error = $2, finished_at = now(), updated_at = now()
+         WHERE id = $1 AND status IN ('queued', 'running') RETURNING *",
+        &[&id, &reason],
+    )
+    .await
+}
+
+/// What a finished run recorded.
+pub struct Finished<'a> {
+    pub status: JobStatus,
+    pub exit_code: Option<i32>,
+    pub duration_ms: i64,
+    pub image_digest: Option<&'a str>,
+    pub limits: &'a Value,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub outputs: &'a Value,
+    pub outputs_truncated: bool,
+}
+
+/// running → a final state.
+pub async fn finish(
+    db: &impl GenericClient,
+    id: Uuid,
+    f: &Finished<'_>,
+) -> Result<Option<Job>, DbError> {
+    returning(
+        db,
+        "UPDATE jobs SET status = $2, exit_code = $3, duration_ms = $4, image_digest = $5,
+             limits = $6, stdout_truncated = $7, stderr_truncated = $8, outputs = $9,
+             outputs_truncated = $10, error = NULL, finished_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'running' RETURNING *",
+        &[
+            &id,
+            &f.status.as_str(),
+            &f.exit_code,
+            &f.duration_ms,
+            &f.image_digest,
+            f.limits,
+            &f.stdout_truncated,
+            &f.stderr_truncated,
+            f.outputs,
+            &f.outputs_truncated,
+        ],
+    )
+    .await
+}

@@ -1,0 +1,226 @@
+//! The compute sandbox: a container-runtime trait and its Docker implementation.
+//!
+//! A job is a command run in a container image with a few input files under `/work`. The
+//! sandbox is what stands between user code and the host: no network, a memory limit with no
+//! extra swap, a CPU share, a process-count limit, a non-root user, a read-only root file
+//! system, a size-limited `/tmp` and `/work`, no capabilities, no privilege escalation, only the
+//! environment the job spec lists, and a wall-clock timeout. stdout, stderr and the files the job
+//! leaves under `/work/out` come back capped; the container is removed whatever happens.
+//!
+//! Files travel through the engine API only (no host bind mounts): the dispatcher may itself run
+//! in a container that only shares the engine's socket with the host. See [`DockerRuntime`] for
+//! how `/work` is filled and read back.
+
+mod archive;
+mod cleanup;
+mod config;
+mod docker;
+mod validate;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use docker::DockerRuntime;
+
+/// The label every container and volume the sandbox creates carries, so leftovers can be found
+/// (its value is the role: `job`, `holder` or `work`).
+pub const SANDBOX_LABEL: &str = "org.mecapy.sandbox";
+
+/// Resource limits of one job. The defaults are the seed's; a tool may tighten or loosen them.
+///
+/// Serialized as stored with the job (the timeout as `timeout_seconds`); missing fields take
+/// their default when deserializing, so older records stay readable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Limits {
+    /// Memory limit in MiB; swap is set equal, so there is no extra swap.
+    pub memory_mb: i64,
+    /// CPU share (engine NanoCpus), e.g. 0.5 for half a core.
+    pub cpus: f64,
+    /// Wall-clock limit from start to exit; the container is killed when it is reached.
+    #[serde(rename = "timeout_seconds", with = "timeout_seconds")]
+    pub timeout: Duration,
+    /// Maximum number of processes and threads in the container.
+    pub pids_limit: i64,
+    /// Size of the tmpfs mounted at `/tmp` (noexec, nosuid, nodev), in MiB.
+    pub tmp_mb: i64,
+    /// Size of the writable `/work` (inputs and outputs together), in MiB.
+    pub work_mb: i64,
+    /// stdout kept, in bytes; the rest is read and dropped, and the result says so.
+    pub stdout_max_bytes: u64,
+    /// stderr kept, in bytes; the rest is read and dropped, and the result says so.
+    pub stderr_max_bytes: u64,
+    /// Number of regular files collected from `/work/out` after the run.
+    pub output_max_files: usize,
+    /// Total size of the files collected from `/work/out`, in bytes.
+    pub output_max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mb: 256,
+            cpus: 0.5,
+            timeout: Duration::from_secs(30),
+            pids_limit: 64,
+            tmp_mb: 64,
+            work_mb: 128,
+            stdout_max_bytes: 1024 * 1024,
+            stderr_max_bytes: 1024 * 1024,
+            output_max_files: 20,
+            output_max_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// `Duration` as a number of seconds (fractional allowed), the way jobs store their limits.
+mod timeout_seconds {
+    use std::time::Duration;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let seconds = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(seconds)
+            .map_err(|_| D::Error::custom(format!("invalid timeout_seconds: {seconds}")))
+    }
+}
+
+/// Everything needed to run one job. Nothing else reaches the container: in particular not the
+/// dispatcher's own environment.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// Image name or id; it must already be in the engine (images are built locally, never
+    /// pulled).
+    pub image: String,
+    /// The command, e.g. `["python3", "/work/main.py"]`.
+    pub command: Vec<String>,
+    /// Files placed under `/work` before the start, by relative path (e.g. `inputs/data.csv`).
+    /// `/work/out` is created empty for the job's results.
+    pub files: Vec<(String, bytes::Bytes)>,
+    /// The container's whole environment (the engine adds only `PATH`, `HOSTNAME` and `HOME`
+    /// when they are missing).
+    pub env: Vec<(String, String)>,
+    /// Resource limits to apply.
+    pub limits: Limits,
+    /// Labels put on every container and volume of the run, e.g. `("org.mecapy.job-id", id)`,
+    /// so that leftovers can be traced back to their job.
+    pub labels: Vec<(String, String)>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Exit code 0.
+    Succeeded,
+    /// Non-zero exit code (including death by a signal other than the OOM killer's).
+    Failed,
+    /// Still running at the wall-clock limit: killed.
+    Timeout,
+    /// Killed by the kernel's OOM killer at the memory limit (as the engine reports it).
+    Oom,
+}
+
+/// What a run produced, and under which limits.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// The exit code the engine reports (137 after a kill), if any.
+    pub exit_code: Option<i64>,
+    /// Wall-clock time from start to exit.
+    pub duration: Duration,
+    /// Captured stdout, at most `limits.stdout_max_bytes`.
+    pub stdout: bytes::Bytes,
+    /// Whether stdout went past its cap (the excess was dropped).
+    pub stdout_truncated: bool,
+    /// Captured stderr, at most `limits.stderr_max_bytes`.
+    pub stderr: bytes::Bytes,
+    /// Whether stderr went past its cap (the excess was dropped).
+    pub stderr_truncated: bool,
+    /// Regular files found under `/work/out`, by path relative to it.
+    pub outputs: Vec<(String, bytes::Bytes)>,
+    /// Whether files were left out because of the count or size caps.
+    pub outputs_truncated: bool,
+    /// The image's id (`sha256:...`) as the engine reports it: what actually ran.
+    pub image_digest: Option<String>,
+    /// The limits that were applied.
+    pub limits: Limits,
+}
+
+/// Why a job could not be run (a job that ran and failed is a [`RunResult`], not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The engine could not be reached or stopped answering: retry later.
+    #[error("container engine unavailable: {0}")]
+    Unavailable(String),
+    /// The image is not in the engine; retrying will not help until it is built.
+    #[error("image {0} is not available in the container engine")]
+    ImageMissing(String),
+    /// The job itself is wrong (bad file path, bad limits, unknown command...).
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    /// The engine refused or failed an operation.
+    #[error("container run failed: {0}")]
+    Failed(String),
+}
+
+impl SandboxError {
+    /// Whether retrying the same job later may succeed (only when the engine was unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SandboxError::Unavailable(_))
+    }
+}
+
+/// A container runtime able to run jobs in the sandbox. A trait so that the dispatcher does not
+/// depend on Docker itself.
+#[async_trait::async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    /// Runs the job to completion (or timeout) and always removes what it created.
+    async fn run(&self, spec: &JobSpec) -> Result<RunResult, SandboxError>;
+    /// Checks that the engine answers.
+    async fn ping(&self) -> Result<(), SandboxError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_serialize_timeout_as_seconds_and_fill_defaults() {
+        let limits = Limits {
+            timeout: Duration::from_millis(2500),
+            ..Limits::default()
+        };
+        let json = serde_json::to_value(&limits).unwrap();
+        assert_eq!(json["timeout_seconds"], 2.5);
+        assert!(json.get("timeout").is_none());
+        let back: Limits = serde_json::from_value(json).unwrap();
+        assert_eq!(back, limits);
+        let partial: Limits =
+            serde_json::from_str(r#"{"memory_mb": 512, "timeout_seconds": 10}"#).unwrap();
+        assert_eq!(partial.memory_mb, 512);
+        assert_eq!(partial.timeout, Duration::from_secs(10));
+        assert_eq!(partial.pids_limit, Limits::default().pids_limit);
+        assert!(serde_json::from_str::<Limits>(r#"{"timeout_seconds": -1}"#).is_err());
+    }
+
+    #[test]
+    fn outcome_serializes_lowercase_and_only_unavailable_is_transient() {
+        assert_eq!(serde_json::to_value(Outcome::Oom).unwrap(), "oom");
+        assert_eq!(
+            serde_json::to_value(Outcome::Succeeded).unwrap(),
+            "succeeded"
+        );
+        assert!(SandboxError::Unavailable("x".into()).is_transient());
+        assert!(!SandboxError::ImageMissing("x".into()).is_transient());
+        assert!(!SandboxError::InvalidJob("x".into()).is_transient());
+        assert!(!SandboxError::Failed("x".into()).is_transient());
+    }
+}
