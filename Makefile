@@ -62,4 +62,4 @@ release:
 	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch
 
 bench: services images release
-	cargo run --release --quiet -p mecapy-bench
+	RUST_LOG=warn cargo run --release --quiet -p mecapy-bench

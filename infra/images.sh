@@ -178,15 +178,17 @@ print_image() {
 
 # ---------------------------------------------------------------------------- main
 
+[[ $(id -u) == 0 ]] || {
+  printf '[images] ERROR: must run as root (debootstrap and chroot need it)\n' >&2
+  exit 1
+}
 mkdir -p "$LOG_DIR" "$IMAGES_DIR"
-: >"$LOG"
-[[ $(id -u) == 0 ]] || fail "must run as root (debootstrap and chroot need it)"
-docker info >/dev/null 2>&1 </dev/null ||
-  fail "the Docker engine is not reachable: start it with infra/services.sh up"
-
 # One build at a time per machine (several clones share MECAPY_HOME).
 exec 9>"$IMAGES_DIR/.lock"
 flock 9
+: >"$LOG"
+docker info >/dev/null 2>&1 </dev/null ||
+  fail "the Docker engine is not reachable: start it with infra/services.sh up"
 
 if ((FORCE_IMAGE == 0)) && [[ $(image_version) == "$IMAGE_VERSION" &&
   $(image_label "$PACKAGES_LABEL") == "$PACKAGES" ]]; then
@@ -225,9 +227,10 @@ else
   # python3-scipy depends on python3-pythran, which drags in compilers, boost and -dev packages
   # (about 450 MB) that only matter when building extensions. Jobs never compile: purge them.
   # dpkg is told to ignore the now-unmet dependency; the image never runs apt.
-  STEP=purge-build-tools
+  STEP="purge build tools"
   purge=()
   for p in "${BUILD_ONLY[@]}"; do
+    # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not a shell expansion.
     if chroot "$BUILD_DIR" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
       purge+=("$p")
     fi
@@ -243,7 +246,7 @@ else
     run user-add useradd --root "$BUILD_DIR" --uid 1000 --gid 1000 --home-dir /work \
       --no-create-home --shell /usr/sbin/nologin mecapy
   fi
-  install -d -m 0755 -o 1000 -g 1000 "$BUILD_DIR/work"
+  install -d -m 0755 -o 1000 -g 1000 "$BUILD_DIR/work" || fail "cannot create /work"
 
   STEP=slim
   rm -rf --one-file-system \
@@ -251,7 +254,7 @@ else
     "$BUILD_DIR"/var/cache/debconf/*-old "$BUILD_DIR"/var/log/* \
     "$BUILD_DIR"/usr/share/doc/* "$BUILD_DIR"/usr/share/man/* "$BUILD_DIR"/usr/share/info/* \
     "$BUILD_DIR"/usr/share/locale/* "$BUILD_DIR"/usr/share/lintian "$BUILD_DIR"/tmp/* \
-    "$BUILD_DIR"/debootstrap
+    "$BUILD_DIR"/debootstrap || fail "cannot remove caches and documentation"
   find "$BUILD_DIR/usr/lib/python3" -depth -type d \( -name tests \) \
     -path '*/dist-packages/*' -prune -exec rm -rf {} + 2>>"$LOG" || true
 

@@ -13,3 +13,10 @@ ALTER TABLE jobs
 INSERT INTO tools (name, description, image, memory_mb, cpus, timeout_seconds, pids_limit)
 VALUES ('python', 'Python 3 with numpy and scipy', 'mecapy-python:bookworm', 256, 0.5, 30, 64)
 ON CONFLICT (name) DO NOTHING;
+
+-- The sandbox needs room for the engine's own start-up inside the job's limits.
+ALTER TABLE tools
+    DROP CONSTRAINT tools_memory_mb_check,
+    ADD CONSTRAINT tools_memory_mb_check CHECK (memory_mb BETWEEN 32 AND 65536),
+    DROP CONSTRAINT tools_pids_limit_check,
+    ADD CONSTRAINT tools_pids_limit_check CHECK (pids_limit BETWEEN 16 AND 4096);

@@ -82,10 +82,12 @@ pub(super) fn holder_config(
         network_disabled: Some(true),
         labels: Some(labels),
         host_config: Some(HostConfig {
-            memory: Some(32 * MIB),
-            memory_swap: Some(32 * MIB),
+            // The engine's own start-up (runc init) runs inside these limits too: a holder
+            // that cannot start loses /work, so they are not tight.
+            memory: Some(64 * MIB),
+            memory_swap: Some(64 * MIB),
             nano_cpus: Some(100_000_000),
-            pids_limit: Some(4),
+            pids_limit: Some(32),
             ..locked_down(volume)
         }),
         ..Default::default()

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as EngineError;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, ContainerState};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
     DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -35,7 +35,7 @@ const GRACE: Duration = Duration::from_secs(10);
 /// The sandbox on a local Docker engine (`DOCKER_HOST` honoured, API version negotiated).
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
-    docker: Docker,
+    pub(super) docker: Docker,
 }
 
 /// Maps an engine client error: connection problems are transient, the rest is not.
@@ -163,8 +163,11 @@ impl DockerRuntime {
     async fn wait_exit(&self, id: &str) -> Result<(), SandboxError> {
         let mut waiting = self.docker.wait_container(id, None);
         match waiting.next().await {
-            None | Some(Ok(_)) | Some(Err(EngineError::DockerContainerWaitError { .. })) => Ok(()),
+            Some(Ok(_)) | Some(Err(EngineError::DockerContainerWaitError { .. })) => Ok(()),
             Some(Err(e)) => Err(engine_error("waiting for the job", e)),
+            None => Err(SandboxError::Unavailable(
+                "the engine closed the wait without an exit status".into(),
+            )),
         }
     }
 
@@ -197,6 +200,17 @@ impl DockerRuntime {
             limits.output_max_bytes,
         )
         .await
+    }
+
+    /// The container's state as the engine reports it now.
+    pub(super) async fn state(&self, id: &str) -> Result<ContainerState, SandboxError> {
+        Ok(self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| engine_error("inspecting a container", e))?
+            .state
+            .unwrap_or_default())
     }
 
     async fn execute(
@@ -261,6 +275,7 @@ impl DockerRuntime {
             stop_rx,
         )));
 
+        let (oom_event, _oom_watch) = self.watch_oom(&job);
         self.docker
             .start_container(&job, None)
             .await
@@ -295,23 +310,28 @@ impl DockerRuntime {
         let ((stdout, stdout_truncated), (stderr, stderr_truncated)) =
             captured.map_err(|e| SandboxError::Failed(format!("output capture stopped: {e}")))?;
 
-        let state = self
-            .docker
-            .inspect_container(&job, None)
-            .await
-            .map_err(|e| engine_error("inspecting the job", e))?
-            .state
-            .unwrap_or_default();
+        let state = self.state(&job).await?;
         let exit_code = state.exit_code;
+        let oom = !timed_out
+            && (state.oom_killed == Some(true)
+                || self.oom_killed(&job, exit_code, oom_event).await?);
         let outcome = if timed_out {
             Outcome::Timeout
-        } else if state.oom_killed == Some(true) && exit_code != Some(0) {
+        } else if oom && exit_code != Some(0) {
             Outcome::Oom
         } else if exit_code == Some(0) {
             Outcome::Succeeded
         } else {
             Outcome::Failed
         };
+        // Without its holder, /work was unmounted when the job exited: the outputs are gone.
+        let holder_state = self.state(&holder).await?;
+        if holder_state.running != Some(true) {
+            return Err(SandboxError::Unavailable(format!(
+                "the /work holder stopped during the run (exit code {:?}, error {:?})",
+                holder_state.exit_code, holder_state.error
+            )));
+        }
         let outputs = self.outputs(&holder, &spec.limits).await?;
         Ok(RunResult {
             outcome,

@@ -15,6 +15,7 @@ mod archive;
 mod cleanup;
 mod config;
 mod docker;
+mod oom;
 mod validate;
 
 use std::time::Duration;

@@ -8,6 +8,8 @@ use super::{JobSpec, Limits, SandboxError};
 const MIB: u64 = 1024 * 1024;
 const MAX_PATH_BYTES: usize = 1024;
 const MAX_COMPONENT_BYTES: usize = 255;
+const MIN_MEMORY_MB: i64 = 32;
+const MIN_PIDS: i64 = 16;
 
 fn invalid(message: impl Into<String>) -> SandboxError {
     SandboxError::InvalidJob(message.into())
@@ -40,9 +42,12 @@ pub(crate) fn check(spec: &JobSpec) -> Result<(), SandboxError> {
 }
 
 fn check_limits(limits: &Limits) -> Result<(), SandboxError> {
-    // The engine refuses memory limits under 6 MiB.
-    if limits.memory_mb < 6 {
-        return Err(invalid("memory_mb must be at least 6"));
+    // The engine's start-up (runc init, a Go program) runs inside the container's limits:
+    // below these it fails at random, under load, before the job even starts.
+    if limits.memory_mb < MIN_MEMORY_MB {
+        return Err(invalid(format!(
+            "memory_mb must be at least {MIN_MEMORY_MB}"
+        )));
     }
     if !limits.cpus.is_finite() || limits.cpus < 0.01 {
         return Err(invalid("cpus must be at least 0.01"));
@@ -50,10 +55,8 @@ fn check_limits(limits: &Limits) -> Result<(), SandboxError> {
     if limits.timeout.is_zero() {
         return Err(invalid("the timeout must be positive"));
     }
-    if limits.pids_limit < 1 {
-        return Err(invalid(
-            "pids_limit must be positive (no unlimited sandbox)",
-        ));
+    if limits.pids_limit < MIN_PIDS {
+        return Err(invalid(format!("pids_limit must be at least {MIN_PIDS}")));
     }
     if limits.tmp_mb < 1 || limits.work_mb < 1 {
         return Err(invalid("tmp_mb and work_mb must be positive"));
