@@ -468,16 +468,7 @@ impl TestContext {
         };
         let base = &self.bucket;
         let dlq_url = create(format!("{base}-dlq"), vec![]).await;
-        let dlq_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("dlq attributes")
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("dlq arn");
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await;
         let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()});
         let jobs_url = create(
             format!("{base}-jobs"),
@@ -491,16 +482,7 @@ impl TestContext {
         )
         .await;
         let events_url = create(format!("{base}-events"), vec![]).await;
-        let jobs_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&jobs_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("jobs queue attributes")
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("jobs queue arn");
+        let jobs_arn = queue_arn(&sqs, &jobs_url).await;
         let rule = |name: FilterRuleName, value: &str| {
             FilterRule::builder().name(name).value(value).build()
         };
@@ -544,6 +526,24 @@ impl TestContext {
             events_url,
         }
     }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "attributes of {url}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_else(|| panic!("{url} has no ARN"))
 }
 
 impl ComputeQueues {
