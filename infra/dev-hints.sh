@@ -3,7 +3,7 @@
 api=${1:-http://127.0.0.1:9000/lambda-url}
 cat <<TXT
 
-MecaPy is up. Functions: $api/{login,callback,upload}/...  (cargo lambda watch)
+MecaPy is up. Functions: $api/{login,callback,upload,compute-submit}/...  (cargo lambda watch)
 Development users: alice / alice-password, bob / bob-password.
 
 # 1. Log alice in (scripted browser: login -> provider form -> code -> callback):
@@ -18,6 +18,11 @@ curl -s -X POST -H 'content-type: application/json' \\
 # 2. Upload a file and list your files:
 curl -s -H "Authorization: Bearer \$TOKEN" -F file=@README.md $api/upload/files
 curl -s -H "Authorization: Bearer \$TOKEN" $api/upload/files
+
+# 3. Submit a computation (validated here; no dispatcher is wired locally yet, so the job stays
+#    queued: the tests, and the LocalStack deployment to come, run it):
+curl -s -X POST -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
+     -d '{"tool":"python","code":"import numpy as np\\nprint(np.arange(10).sum())\\n"}' $api/compute-submit/compute
 
 Stop everything with: make down
 TXT

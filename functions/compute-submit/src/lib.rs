@@ -161,8 +161,9 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
     if !findings.is_empty() {
         return Err(ApiError::Unprocessable {
             detail: format!(
-                "the code was refused by static validation ({} findings)",
-                findings.len()
+                "the code was refused by static validation: {} finding{}",
+                findings.len(),
+                if findings.len() == 1 { "" } else { "s" }
             ),
             findings: json!(findings),
         });
