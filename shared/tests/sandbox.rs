@@ -451,8 +451,8 @@ async fn unknown_command_fails_with_127_and_is_cleaned_up() {
 
 #[tokio::test]
 async fn engine_refusal_mid_way_leaves_nothing_behind() {
-    // The /work volume and its holder exist when the engine refuses the job container itself
-    // (more CPUs than the host has): both must be removed.
+    // The engine refuses the job container itself (more CPUs than the host has): nothing the run
+    // created may remain.
     let rt = runtime().await;
     let spec = job(
         "print(1)",

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use bollard::query_parameters::{RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder};
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use bollard::Docker;
 
-/// What a run has created so far, in creation order.
+/// What a run has created so far, in creation order. A run's `/work` is an anonymous volume of
+/// its container, removed with it.
 pub(super) struct Created {
     docker: Docker,
     pub(super) containers: Vec<String>,
-    pub(super) volume: Option<String>,
 }
 
 impl Created {
@@ -19,26 +19,16 @@ impl Created {
         Self {
             docker,
             containers: Vec::new(),
-            volume: None,
         }
     }
 
-    /// Force-removes the containers (together, with their anonymous volumes), then the `/work`
-    /// volume. The lists are cleared only afterwards, so a release that is itself interrupted is
-    /// finished by `Drop`. Failures are logged: the labels let a janitor find what is left.
+    /// Force-removes the containers (together, with their anonymous volumes, `/work` included).
+    /// The list is cleared only afterwards, so a release that is itself interrupted is finished
+    /// by `Drop`. Failures are logged: the labels let a janitor find what is left.
     pub(super) async fn release(&mut self) {
         let removals = self.containers.iter().map(|id| self.remove_container(id));
         futures_util::future::join_all(removals).await;
         self.containers.clear();
-        if let Some(volume) = &self.volume {
-            let options = RemoveVolumeOptionsBuilder::new().force(true).build();
-            if let Err(e) = self.docker.remove_volume(volume, Some(options)).await {
-                if !gone(&e) {
-                    tracing::warn!(volume = %volume, error = %e, "sandbox volume not removed");
-                }
-            }
-        }
-        self.volume = None;
     }
 
     async fn remove_container(&self, id: &str) {
@@ -76,23 +66,20 @@ fn gone(e: &bollard::errors::Error) -> bool {
 
 impl Drop for Created {
     fn drop(&mut self) {
-        if self.containers.is_empty() && self.volume.is_none() {
+        if self.containers.is_empty() {
             return;
         }
         let containers = std::mem::take(&mut self.containers);
-        let volume = self.volume.take();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let mut rest = Created {
                     docker: self.docker.clone(),
                     containers,
-                    volume,
                 };
                 handle.spawn(async move { rest.release().await });
             }
             Err(_) => tracing::warn!(
                 ?containers,
-                ?volume,
                 "sandbox run dropped outside a runtime: resources left behind"
             ),
         }

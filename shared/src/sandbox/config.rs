@@ -1,11 +1,12 @@
-//! The engine-side configuration of a run: the `/work` volume, the job container and the
-//! holder container that keeps `/work` mounted. Every restriction of the sandbox is here.
+//! The engine-side configuration of a run: the `/work` volume, the container that keeps it
+//! mounted and the job's command exec'd into that container. Every restriction of the sandbox
+//! is here.
 
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, ResourcesUlimits,
-    VolumeCreateRequest,
+    ContainerCreateBody, ExecConfig, HostConfig, HostConfigLogConfig, Mount, MountType,
+    MountVolumeOptions, MountVolumeOptionsDriverConfig, ResourcesUlimits,
 };
 
 use super::JobSpec;
@@ -13,46 +14,46 @@ use super::JobSpec;
 const MIB: i64 = 1024 * 1024;
 /// The sandbox user (non-root), also the owner of `/work`.
 const USER: &str = "1000:1000";
+/// The container's own processes (init and `sleep`): root, but with no capability at all.
+const KEEPER_USER: &str = "0:0";
 /// Files allowed in `/work` and in `/tmp` each: inodes cost kernel memory that the size limit
 /// alone does not bound.
 const INODES: u32 = 16384;
 
-/// A tmpfs-backed local volume of `size_mb` for `/work`, owned by the sandbox user.
-pub(super) fn work_volume(
-    name: &str,
-    size_mb: i64,
-    labels: HashMap<String, String>,
-) -> VolumeCreateRequest {
+/// `/work`: an anonymous tmpfs-backed local volume of `size_mb`, owned by the sandbox user. It is
+/// created with the container and removed with it.
+fn work_mount(size_mb: i64, labels: HashMap<String, String>) -> Mount {
     let options =
         format!("size={size_mb}m,nr_inodes={INODES},uid=1000,gid=1000,mode=0755,nosuid,nodev");
-    VolumeCreateRequest {
-        name: Some(name.into()),
-        driver: Some("local".into()),
-        driver_opts: Some(HashMap::from([
-            ("type".into(), "tmpfs".into()),
-            ("device".into(), "tmpfs".into()),
-            ("o".into(), options),
-        ])),
-        labels: Some(labels),
+    Mount {
+        target: Some("/work".into()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(false),
+        volume_options: Some(MountVolumeOptions {
+            labels: Some(labels),
+            driver_config: Some(MountVolumeOptionsDriverConfig {
+                name: Some("local".into()),
+                options: Some(HashMap::from([
+                    ("type".into(), "tmpfs".into()),
+                    ("device".into(), "tmpfs".into()),
+                    ("o".into(), options),
+                ])),
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
-/// Restrictions shared by the job and its holder.
-fn locked_down(volume: &str) -> HostConfig {
+/// Restrictions of the job's container.
+fn locked_down(work: Mount) -> HostConfig {
     HostConfig {
         network_mode: Some("none".into()),
         readonly_rootfs: Some(true),
         privileged: Some(false),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
-        mounts: Some(vec![Mount {
-            target: Some("/work".into()),
-            source: Some(volume.into()),
-            typ: Some(MountType::VOLUME),
-            read_only: Some(false),
-            ..Default::default()
-        }]),
+        mounts: Some(vec![work]),
         // Output is streamed to the dispatcher (and capped there), never stored by the engine.
         log_config: Some(HostConfigLogConfig {
             typ: Some("none".into()),
@@ -67,51 +68,28 @@ fn locked_down(volume: &str) -> HostConfig {
     }
 }
 
-pub(super) fn holder_config(
-    image: &str,
-    volume: &str,
-    labels: HashMap<String, String>,
-) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(image.into()),
-        entrypoint: Some(vec!["sleep".into()]),
-        cmd: Some(vec!["infinity".into()]),
-        user: Some(USER.into()),
-        env: Some(vec![]),
-        working_dir: Some("/work".into()),
-        network_disabled: Some(true),
-        labels: Some(labels),
-        host_config: Some(HostConfig {
-            // The engine's own start-up (runc init) runs inside these limits too: a holder
-            // that cannot start loses /work, so they are not tight.
-            memory: Some(64 * MIB),
-            memory_swap: Some(64 * MIB),
-            nano_cpus: Some(100_000_000),
-            pids_limit: Some(32),
-            ..locked_down(volume)
-        }),
-        ..Default::default()
-    }
-}
-
 pub(super) fn job_config(
     spec: &JobSpec,
     image: &str,
-    volume: &str,
     labels: HashMap<String, String>,
+    work_labels: HashMap<String, String>,
 ) -> ContainerCreateBody {
     let limits = &spec.limits;
     let memory = limits.memory_mb.saturating_mul(MIB);
     ContainerCreateBody {
         image: Some(image.into()),
-        cmd: Some(spec.command.clone()),
-        user: Some(USER.into()),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        // The container itself only keeps `/work` mounted; the job is exec'd into it.
+        entrypoint: Some(vec!["sleep".into()]),
+        cmd: Some(vec!["infinity".into()]),
+        // Root without any capability: the job (uid 1000) cannot signal it, so it cannot lose
+        // `/work` by stopping the container. The job itself runs as [`USER`], see [`job_exec`].
+        user: Some(KEEPER_USER.into()),
+        env: Some(vec![]),
         working_dir: Some("/work".into()),
         network_disabled: Some(true),
         attach_stdin: Some(false),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
         open_stdin: Some(false),
         tty: Some(false),
         labels: Some(labels),
@@ -131,8 +109,44 @@ pub(super) fn job_config(
             init: Some(true),
             // Under host memory pressure, jobs go before anything else.
             oom_score_adj: Some(500),
-            ..locked_down(volume)
+            ..locked_down(work_mount(limits.work_mb, work_labels))
         }),
+        ..Default::default()
+    }
+}
+
+/// The job's command, exec'd in its running container: as the sandbox user, in `/work`, with
+/// the spec's environment only (the container's own is empty). An exec'd process is in the
+/// container's cgroups and namespaces and gets its capabilities (none), `no-new-privileges` and
+/// OOM score.
+pub(super) fn job_exec(spec: &JobSpec) -> ExecConfig {
+    ExecConfig {
+        cmd: Some(spec.command.clone()),
+        user: Some(USER.into()),
+        working_dir: Some("/work".into()),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        attach_stdin: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        privileged: Some(false),
+        ..Default::default()
+    }
+}
+
+/// Kills every process of the sandbox user in the container (`kill(-1)` spares the caller and
+/// PID 1), e.g. at the job's timeout.
+pub(super) fn kill_exec() -> ExecConfig {
+    ExecConfig {
+        cmd: Some(vec!["sh".into(), "-c".into(), "kill -KILL -1".into()]),
+        user: Some(USER.into()),
+        working_dir: Some("/".into()),
+        env: Some(vec![]),
+        attach_stdin: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        privileged: Some(false),
         ..Default::default()
     }
 }

@@ -1,36 +1,47 @@
 //! [`DockerRuntime`]: the sandbox on a Docker engine, through its API only.
 //!
-//! `/work` is a tmpfs-backed local volume (`size=work_mb`, owned by uid 1000). The engine
-//! unmounts such a volume, and loses its content, whenever no running container uses it, so a
-//! small "holder" container (same image, `sleep infinity`, as locked down as the job) keeps it
-//! mounted for the whole run: the input archive is extracted into it through the holder before
-//! the job starts, and `/work/out` is read back through it after the job has exited. No host
-//! path is involved, so the dispatcher works from inside a container that only shares the
-//! engine's socket.
+//! `/work` is a tmpfs-backed anonymous local volume (`size=work_mb`, owned by uid 1000) of the
+//! job's container. The engine unmounts such a volume, and loses its content, whenever no
+//! running container uses it, so the container's own process is only `sleep infinity` (under
+//! the engine's init, as root without any capability, so the job cannot stop it): the input
+//! archive is extracted into `/work` once it runs, the job's command is then exec'd into it
+//! (uid 1000, within the container's limits), and `/work/out` is read back after the command
+//! has exited, before the container is removed with its volume. No host path is involved, so
+//! the dispatcher works from inside a container that only shares the engine's socket.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as EngineError;
+use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ContainerState};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListVolumesOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
+use tokio::task::{JoinError, JoinHandle};
 
 use super::archive::{self, capture, AbortOnDrop, Capped, Collected};
 use super::cleanup::Created;
-use super::config::{holder_config, job_config, work_volume};
+use super::config::{job_config, job_exec, kill_exec};
 use super::{
     validate, ContainerRuntime, JobSpec, Limits, Outcome, RunResult, SandboxError, SANDBOX_LABEL,
 };
 
 /// How long to wait for a killed container to stop, and for its output stream to end.
 const GRACE: Duration = Duration::from_secs(10);
+/// How often the job's process is checked for an exit its output stream did not show.
+const EXEC_POLL: Duration = Duration::from_millis(500);
+/// How long the output of an exited job may keep coming (from a process it left behind).
+const LINGER: Duration = Duration::from_secs(1);
+/// How long the job's output may take to end once its processes were killed at its timeout.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+type Captured = ((bytes::Bytes, bool), (bytes::Bytes, bool));
 
 /// The sandbox on a local Docker engine (`DOCKER_HOST` honoured, API version negotiated).
 #[derive(Debug, Clone)]
@@ -180,12 +191,15 @@ impl DockerRuntime {
         }
     }
 
-    /// Reads `/work/out` back through the holder; none at all (the job removed it) is no files.
-    async fn outputs(&self, holder: &str, limits: &Limits) -> Result<Collected, SandboxError> {
+    /// Reads `/work/out` back through the job's container; none at all (the job removed it) is
+    /// no files.
+    async fn outputs(&self, container: &str, limits: &Limits) -> Result<Collected, SandboxError> {
         let options = DownloadFromContainerOptionsBuilder::new()
             .path("/work/out")
             .build();
-        let mut stream = self.docker.download_from_container(holder, Some(options));
+        let mut stream = self
+            .docker
+            .download_from_container(container, Some(options));
         let first = match stream.next().await {
             None => return Ok(Collected::default()),
             Some(Err(e)) if is_status(&e, &[404]) => return Ok(Collected::default()),
@@ -200,6 +214,73 @@ impl DockerRuntime {
             limits.output_max_bytes,
         )
         .await
+    }
+
+    /// Waits for the job's process to exit: its output stream ends (the captured output is
+    /// returned), or, should a process left in the background keep that stream open, the engine
+    /// reports the exec as no longer running (then `None`: the capture is still going).
+    async fn exec_done(
+        &self,
+        exec: &str,
+        capture: &mut JoinHandle<Captured>,
+    ) -> Result<Option<Result<Captured, JoinError>>, SandboxError> {
+        loop {
+            tokio::select! {
+                done = &mut *capture => return Ok(Some(done)),
+                _ = tokio::time::sleep(EXEC_POLL) => {
+                    let inspected = self
+                        .docker
+                        .inspect_exec(exec)
+                        .await
+                        .map_err(|e| engine_error("inspecting the job process", e))?;
+                    if inspected.running == Some(false) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops a job at its timeout: kills all its processes (uid 1000) but not its container, so
+    /// that `/work` and the outputs written so far are kept. If that cannot be done (no process
+    /// left under the pids limit to run the kill, or the job's output does not end), the whole
+    /// container is killed instead and `/work` is lost (the `bool`). Returns the capture if it
+    /// ended.
+    async fn stop_job(
+        &self,
+        job: &str,
+        capture: &mut JoinHandle<Captured>,
+    ) -> Result<(Option<Result<Captured, JoinError>>, bool), SandboxError> {
+        let killed = tokio::time::timeout(GRACE, self.kill_processes(job)).await;
+        if matches!(killed, Ok(true)) {
+            if let Ok(done) = tokio::time::timeout(KILL_GRACE, &mut *capture).await {
+                return Ok((Some(done), false));
+            }
+        }
+        self.kill(job).await?;
+        tokio::time::timeout(GRACE, self.wait_exit(job))
+            .await
+            .map_err(|_| SandboxError::Failed("the job did not stop after a kill".into()))??;
+        Ok((None, true))
+    }
+
+    /// Runs `kill -KILL -1` as the sandbox user in the job's container: every process of the
+    /// job dies at once (the container's own processes, root, cannot be signalled by it).
+    async fn kill_processes(&self, job: &str) -> bool {
+        let Ok(exec) = self.docker.create_exec(job, kill_exec()).await else {
+            return false;
+        };
+        match self
+            .docker
+            .start_exec(&exec.id, Some(StartExecOptions::default()))
+            .await
+        {
+            Ok(StartExecResults::Attached { mut output, .. }) => {
+                while output.next().await.is_some() {}
+            }
+            _ => return false,
+        }
+        matches!(self.docker.inspect_exec(&exec.id).await, Ok(i) if i.exit_code == Some(0))
     }
 
     /// The container's state as the engine reports it now.
@@ -227,94 +308,108 @@ impl DockerRuntime {
             labels.insert(format!("{SANDBOX_LABEL}-run"), name.into());
             labels
         };
-        let volume = format!("{name}-work");
-        let request = work_volume(&volume, spec.limits.work_mb, labels("work"));
-        self.docker
-            .create_volume(request)
-            .await
-            .map_err(|e| engine_error("creating the /work volume", e))?;
-        created.volume = Some(volume.clone());
-
-        let holder_config = holder_config(image_id, &volume, labels("holder"));
-        let holder = self
-            .create(&format!("{name}-holder"), holder_config, created)
-            .await?;
-        self.docker
-            .start_container(&holder, None)
-            .await
-            .map_err(|e| engine_error("starting the /work holder", e))?;
-        let upload = UploadToContainerOptionsBuilder::new().path("/work").build();
-        self.docker
-            .upload_to_container(&holder, Some(upload), bollard::body_full(input))
-            .await
-            .map_err(|e| engine_error("copying the input files into /work", e))?;
 
         let job = self
             .create(
                 name,
-                job_config(spec, image_id, &volume, labels("job")),
+                job_config(spec, image_id, labels("job"), labels("work")),
                 created,
             )
             .await?;
-        let attach = AttachContainerOptionsBuilder::new()
-            .stream(true)
-            .stdout(true)
-            .stderr(true)
-            .build();
-        let attached = self
-            .docker
-            .attach_container(&job, Some(attach))
+        self.docker
+            .start_container(&job, None)
             .await
-            .map_err(|e| engine_error("attaching to the job", e))?;
+            .map_err(|e| engine_error("starting the job container", e))?;
+        let upload = UploadToContainerOptionsBuilder::new().path("/work").build();
+        self.docker
+            .upload_to_container(&job, Some(upload), bollard::body_full(input))
+            .await
+            .map_err(|e| engine_error("copying the input files into /work", e))?;
+
+        let (oom_event, _oom_watch) = self.watch_oom(&job);
+        let exec = self
+            .docker
+            .create_exec(&job, job_exec(spec))
+            .await
+            .map_err(|e| engine_error("creating the job process", e))?
+            .id;
+        let (output, stdin) = match self
+            .docker
+            .start_exec(&exec, Some(StartExecOptions::default()))
+            .await
+            .map_err(|e| engine_error("starting the job process", e))?
+        {
+            StartExecResults::Attached { output, input } => (output, input),
+            StartExecResults::Detached => {
+                return Err(SandboxError::Failed(
+                    "the engine started the job detached".into(),
+                ))
+            }
+        };
+        let started = Instant::now();
         let (stop_tx, stop_rx) = oneshot::channel();
         let mut capture = AbortOnDrop(tokio::spawn(capture(
-            attached.output,
-            attached.input,
+            output,
+            stdin,
             Capped::new(spec.limits.stdout_max_bytes),
             Capped::new(spec.limits.stderr_max_bytes),
             stop_rx,
         )));
-
-        let (oom_event, _oom_watch) = self.watch_oom(&job);
-        self.docker
-            .start_container(&job, None)
-            .await
-            .map_err(|e| engine_error("starting the job", e))?;
-        let started = Instant::now();
-        let timed_out = match tokio::time::timeout(spec.limits.timeout, self.wait_exit(&job)).await
-        {
-            Ok(waited) => {
-                waited?;
-                false
-            }
-            Err(_) => {
-                self.kill(&job).await?;
-                tokio::time::timeout(GRACE, self.wait_exit(&job))
-                    .await
-                    .map_err(|_| {
-                        SandboxError::Failed("the job did not stop after a kill".into())
-                    })??;
-                true
-            }
-        };
+        let (timed_out, captured, work_lost) =
+            match tokio::time::timeout(spec.limits.timeout, self.exec_done(&exec, &mut capture.0))
+                .await
+            {
+                Ok(done) => (false, done?, false),
+                Err(_) => {
+                    let (captured, lost) = self.stop_job(&job, &mut capture.0).await?;
+                    (true, captured, lost)
+                }
+            };
         let duration = started.elapsed();
 
-        // The stream ends with the container; the stop signal only guards against a stuck one.
-        let captured = match tokio::time::timeout(GRACE, &mut capture.0).await {
-            Ok(done) => done,
-            Err(_) => {
-                let _ = stop_tx.send(());
+        // The stream ends with the job's process (or with the killed container); the stop signal
+        // only guards against a stuck one, or one kept open by a process left in the background.
+        let captured = match captured {
+            Some(done) => done,
+            None => match tokio::time::timeout(LINGER, async {
+                if !work_lost {
+                    // The job exited and left processes behind: they die with it, as they would
+                    // with a container of its own.
+                    self.kill_processes(&job).await;
+                }
                 (&mut capture.0).await
-            }
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(_) => {
+                    let _ = stop_tx.send(());
+                    (&mut capture.0).await
+                }
+            },
         };
-        let ((stdout, stdout_truncated), (stderr, stderr_truncated)) =
+        let ((mut stdout, stdout_truncated), (mut stderr, stderr_truncated)) =
             captured.map_err(|e| SandboxError::Failed(format!("output capture stopped: {e}")))?;
 
-        let state = self.state(&job).await?;
-        let exit_code = state.exit_code;
-        let oom = !timed_out
-            && (state.oom_killed == Some(true)
-                || self.oom_killed(&job, exit_code, oom_event).await?);
+        let exit_code = if work_lost {
+            Some(137)
+        } else {
+            self.docker
+                .inspect_exec(&exec)
+                .await
+                .map_err(|e| engine_error("inspecting the job process", e))?
+                .exit_code
+        };
+        let exit_code = match unstartable(exit_code, &stdout) {
+            Some(code) => {
+                // The engine's message, on stdout, is the job's error: it goes where a failed
+                // `docker run` would put it.
+                stderr = std::mem::take(&mut stdout);
+                Some(code)
+            }
+            None => exit_code,
+        };
+        let oom = !timed_out && self.oom_killed(&job, exit_code, oom_event).await?;
         let outcome = if timed_out {
             Outcome::Timeout
         } else if oom && exit_code != Some(0) {
@@ -324,15 +419,26 @@ impl DockerRuntime {
         } else {
             Outcome::Failed
         };
-        // Without its holder, /work was unmounted when the job exited: the outputs are gone.
-        let holder_state = self.state(&holder).await?;
-        if holder_state.running != Some(true) {
-            return Err(SandboxError::Unavailable(format!(
-                "the /work holder stopped during the run (exit code {:?}, error {:?})",
-                holder_state.exit_code, holder_state.error
-            )));
-        }
-        let outputs = self.outputs(&holder, &spec.limits).await?;
+        // Once its container has stopped, /work is unmounted: the outputs are gone.
+        let outputs = if work_lost {
+            Collected::default()
+        } else {
+            // Read together: the state says whether what was read is the job's `/work`.
+            let (state, outputs) = tokio::join!(self.state(&job), self.outputs(&job, &spec.limits));
+            let state = state?;
+            if state.running != Some(true) && outcome == Outcome::Oom {
+                // The kernel went on killing in the job's cgroup, the container's own process
+                // included: the run still was an OOM kill, only its outputs are lost.
+                Collected::default()
+            } else if state.running != Some(true) {
+                return Err(SandboxError::Unavailable(format!(
+                    "the job's container stopped during the run (exit code {:?}, error {:?})",
+                    state.exit_code, state.error
+                )));
+            } else {
+                outputs?
+            }
+        };
         Ok(RunResult {
             outcome,
             exit_code,
@@ -346,6 +452,23 @@ impl DockerRuntime {
             image_digest: Some(image_id.to_string()),
             limits: spec.limits.clone(),
         })
+    }
+}
+
+/// An exec whose command could not be started exits 126 with the engine's message on stdout.
+/// Returns the exit code a `docker run` of that command gives: 127 when the program was not
+/// found, 126 when it could not be executed.
+fn unstartable(exit_code: Option<i64>, stdout: &[u8]) -> Option<i64> {
+    const PREFIX: &[u8] = b"OCI runtime exec failed: ";
+    if exit_code != Some(126) || !stdout.starts_with(PREFIX) {
+        return None;
+    }
+    let message = String::from_utf8_lossy(stdout);
+    let missing = ["no such file or directory", "executable file not found"];
+    if missing.iter().any(|m| message.contains(m)) {
+        Some(127)
+    } else {
+        Some(126)
     }
 }
 

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use docker::DockerRuntime;
 
 /// The label every container and volume the sandbox creates carries, so leftovers can be found
-/// (its value is the role: `job`, `holder` or `work`).
+/// (its value is the role: `job` or `work`).
 pub const SANDBOX_LABEL: &str = "org.mecapy.sandbox";
 
 /// Resource limits of one job. The defaults are the seed's; a tool may tighten or loosen them.
