@@ -38,9 +38,10 @@ pub fn local_env() -> HashMap<String, String> {
     vars
 }
 
-/// An S3 client bound to an explicit endpoint (never the real AWS from a test).
-pub async fn storage_at(endpoint: &str, bucket: &str, env: &HashMap<String, String>) -> Storage {
-    let shared = aws_config::defaults(BehaviorVersion::latest())
+/// AWS SDK configuration bound to an explicit endpoint and the local test credentials, so a
+/// test never reaches the real AWS.
+pub async fn sdk_config_at(endpoint: &str, env: &HashMap<String, String>) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(env["AWS_REGION"].clone()))
         .credentials_provider(Credentials::new(
             env["AWS_ACCESS_KEY_ID"].clone(),
@@ -51,8 +52,12 @@ pub async fn storage_at(endpoint: &str, bucket: &str, env: &HashMap<String, Stri
         ))
         .endpoint_url(endpoint)
         .load()
-        .await;
-    Storage::new(&shared, bucket)
+        .await
+}
+
+/// An S3 client bound to an explicit endpoint (never the real AWS from a test).
+pub async fn storage_at(endpoint: &str, bucket: &str, env: &HashMap<String, String>) -> Storage {
+    Storage::new(&sdk_config_at(endpoint, env).await, bucket)
 }
 
 fn http_client() -> reqwest::Client {
@@ -432,19 +437,7 @@ impl TestContext {
             NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
         };
         use aws_sdk_sqs::types::QueueAttributeName;
-        let endpoint = self.env["AWS_ENDPOINT_URL"].clone();
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(self.env["AWS_REGION"].clone()))
-            .credentials_provider(Credentials::new(
-                self.env["AWS_ACCESS_KEY_ID"].clone(),
-                self.env["AWS_SECRET_ACCESS_KEY"].clone(),
-                None,
-                None,
-                "mecapy-tests",
-            ))
-            .endpoint_url(endpoint)
-            .load()
-            .await;
+        let shared = sdk_config_at(&self.env["AWS_ENDPOINT_URL"], &self.env).await;
         let sqs = aws_sdk_sqs::Client::new(&shared);
         let create = |name: String, attrs: Vec<(QueueAttributeName, String)>| {
             let sqs = sqs.clone();
