@@ -53,6 +53,15 @@ pub struct Config {
     /// The compute queue's `maxReceiveCount`: on the last receive a failing job is marked `error`
     /// before its message moves to the dead-letter queue.
     pub max_receives: u32,
+    /// Image of the `python` tool when set (`COMPUTE_IMAGE`), instead of the tools table's.
+    pub compute_image: Option<String>,
+    /// compute-dispatch: a failed record is delivered again after `retry_base * 2^(n-1)`,
+    /// at most `retry_max` (`RETRY_BASE_SECONDS`, `RETRY_MAX_SECONDS`).
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// compute-dispatch: a job `running` for longer than this was abandoned by a dispatcher
+    /// that died (`DISPATCH_LEASE_SECONDS`, more than the function's timeout).
+    pub dispatch_lease: Duration,
 }
 
 /// Lambda's synchronous invocation payload limit; multipart and base64 overhead must fit under it.
@@ -156,6 +165,12 @@ impl Config {
             max_code_bytes: number("MAX_CODE_BYTES", 128 * 1024)? as usize,
             events_queue_url: lookup("EVENTS_QUEUE_URL").filter(|v| !v.trim().is_empty()),
             max_receives: number("MAX_RECEIVES", 3)?.clamp(1, 1000) as u32,
+            compute_image: lookup("COMPUTE_IMAGE")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
+            retry_base: Duration::from_secs(number("RETRY_BASE_SECONDS", 10)?.max(1)),
+            retry_max: Duration::from_secs(number("RETRY_MAX_SECONDS", 300)?.clamp(1, 43_199)),
+            dispatch_lease: Duration::from_secs(number("DISPATCH_LEASE_SECONDS", 960)?.max(60)),
         })
     }
 }

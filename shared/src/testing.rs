@@ -566,8 +566,16 @@ impl ComputeQueues {
             .await
             .expect("receive from LocalStack SQS");
         let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+        // As Lambda's event source mapping fills it in.
+        let arn = if out.messages().is_empty() {
+            String::new()
+        } else {
+            queue_arn(&self.sqs, url).await
+        };
         for m in out.messages() {
             let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+            record.event_source_arn = Some(arn.clone());
+            record.event_source = Some("aws:sqs".into());
             record.message_id = m.message_id().map(str::to_string);
             record.receipt_handle = m.receipt_handle().map(str::to_string);
             record.body = m.body().map(str::to_string);

@@ -8,6 +8,7 @@
 //! acknowledged. A duplicate delivery finds the job already claimed and does nothing.
 
 mod events;
+mod retry;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use events::{Event, EventsQueue};
+pub use retry::RetryBackoff;
 
 /// Manifests and code are small; inputs are bounded by the presigned-upload limit.
 const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -62,6 +64,8 @@ pub struct Dispatcher {
     pub state: AppState,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub events: Option<EventsQueue>,
+    /// Shortens the wait before a failed record's next delivery (none: the queue's visibility).
+    pub retries: Option<RetryBackoff>,
 }
 
 impl Dispatcher {
@@ -70,14 +74,22 @@ impl Dispatcher {
         state: AppState,
         runtime: Arc<dyn ContainerRuntime>,
     ) -> Result<Self, mecapy_shared::app::StartupError> {
-        let events = match &state.config.events_queue_url {
-            Some(url) => Some(EventsQueue::new(&aws_config::load_from_env().await, url)),
-            None => None,
-        };
+        let sdk = aws_config::load_from_env().await;
+        let events = state
+            .config
+            .events_queue_url
+            .as_ref()
+            .map(|url| EventsQueue::new(&sdk, url));
+        let retries = RetryBackoff::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            state.config.retry_base,
+            state.config.retry_max,
+        );
         Ok(Dispatcher {
             state,
             runtime,
             events,
+            retries: Some(retries),
         })
     }
 
@@ -90,6 +102,9 @@ impl Dispatcher {
         for record in &event.records {
             if let Err(reason) = self.handle_record(record).await {
                 tracing::warn!(message_id = ?record.message_id, reason, "record will be retried");
+                if let Some(retries) = &self.retries {
+                    retries.postpone(record, receive_count(record)).await;
+                }
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = record.message_id.clone().unwrap_or_default();
                 response.batch_item_failures.push(failure);
@@ -101,11 +116,7 @@ impl Dispatcher {
     /// `Err` means "deliver this record again".
     async fn handle_record(&self, record: &SqsMessage) -> Result<(), String> {
         let body = record.body.as_deref().unwrap_or("");
-        let receives: u32 = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
+        let receives = receive_count(record);
         let jobs = manifest_jobs(body)?;
         let mut retry = None;
         for job_id in jobs {
@@ -150,7 +161,8 @@ impl Dispatcher {
     #[tracing::instrument(skip(self))]
     pub async fn run_job(&self, job_id: Uuid) -> Result<(), DispatchError> {
         let db = self.state.db.get().await.map_err(DbError::from)?;
-        let Some(job) = db::jobs::claim(&**db, job_id).await? else {
+        let Some(job) = db::jobs::claim(&**db, job_id, self.state.config.dispatch_lease).await?
+        else {
             match db::jobs::get_any(&**db, job_id).await? {
                 None => tracing::warn!(%job_id, "manifest of a job that does not exist; ignored"),
                 Some(job) => {
@@ -290,6 +302,14 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 async fn fetch_checked(

@@ -43,6 +43,7 @@ async fn compute(max_receives: u32) -> Compute {
             queues.sqs.clone(),
             &queues.events_url,
         )),
+        retries: None,
     };
     Compute {
         ctx,
@@ -416,4 +417,124 @@ async fn unreadable_manifest_is_a_permanent_error_and_acknowledged() {
     let job = c.dispatch_until_final(&token, &id).await;
     assert_eq!(job["status"], "error", "{job}");
     assert!(job["error"].as_str().unwrap().contains("manifest"), "{job}");
+}
+
+#[tokio::test]
+async fn a_job_left_running_by_a_dead_dispatcher_is_claimed_again_after_its_lease() {
+    let c = compute(3).await;
+    let token = c.ctx.token_for("abandoned").await;
+    let id = job_id(
+        &c.submit(&token, json!({"tool": "python", "code": "print('again')"}))
+            .await,
+    );
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    let client = c.ctx.state.db.get().await.unwrap();
+    // A dispatcher claimed it a minute ago and died: within the lease, a redelivery leaves it.
+    client
+        .execute(
+            "UPDATE jobs SET status = 'running', attempts = 1,
+                 started_at = now() - interval '1 minute' WHERE id = $1",
+            &[&uuid],
+        )
+        .await
+        .unwrap();
+    c.dispatcher.run_job(uuid).await.unwrap();
+    let job = c.job(&token, &id).await;
+    assert_eq!(job["status"], "running", "{job}");
+    // Past the lease (default 960 s), the next delivery runs it.
+    client
+        .execute(
+            "UPDATE jobs SET started_at = now() - interval '1 hour' WHERE id = $1",
+            &[&uuid],
+        )
+        .await
+        .unwrap();
+    c.dispatcher.run_job(uuid).await.unwrap();
+    let job = c.job(&token, &id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+}
+
+#[tokio::test]
+async fn a_failed_record_comes_back_after_the_backoff_not_the_visibility_timeout() {
+    // The queue's visibility timeout is 1 h; the backoff makes the record visible after 1 s.
+    let mut c = compute(3).await;
+    c.dispatcher.retries = Some(compute_dispatch::RetryBackoff::new(
+        c.queues.sqs.clone(),
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+    ));
+    c.queues
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&c.queues.jobs_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "3600",
+        )
+        .send()
+        .await
+        .unwrap();
+    let token = c.ctx.token_for("backoff").await;
+    let tool = format!("missing-image-{}", uuid::Uuid::new_v4().simple());
+    let client = c.ctx.state.db.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO tools (name, image, memory_mb, cpus, timeout_seconds, pids_limit)
+             VALUES ($1, 'mecapy-missing:never-built', 128, 0.5, 10, 64)",
+            &[&tool],
+        )
+        .await
+        .unwrap();
+    let id = job_id(
+        &c.submit(&token, json!({"tool": tool, "code": "print(1)"}))
+            .await,
+    );
+    let mut batch = c.queues.receive_batch(1).await;
+    while !batch
+        .records
+        .iter()
+        .any(|r| r.body.as_deref().unwrap_or("").contains(&id))
+    {
+        batch = c.queues.receive_batch(1).await;
+    }
+    let response = c.dispatcher.handle(batch.clone()).await.unwrap();
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "a missing image is retried"
+    );
+    let job = c.job(&token, &id).await;
+    assert_eq!(job["status"], "queued", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("mecapy-missing"),
+        "{job}"
+    );
+    // Not acknowledged, yet back within seconds.
+    let started = std::time::Instant::now();
+    let again = loop {
+        let batch = c.queues.receive_batch(1).await;
+        if batch
+            .records
+            .iter()
+            .any(|r| r.body.as_deref().unwrap_or("").contains(&id))
+        {
+            break batch;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not redelivered"
+        );
+    };
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(
+        again.records[0]
+            .attributes
+            .get("ApproximateReceiveCount")
+            .map(String::as_str),
+        Some("2")
+    );
 }

@@ -94,6 +94,7 @@ async fn setup(
             queues.sqs.clone(),
             &queues.events_url,
         )),
+        retries: None,
     };
     (ctx, queues, dispatcher, relay)
 }

@@ -195,6 +195,10 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
         pids_limit: tool.pids_limit as i64,
         ..Limits::default()
     };
+    let image = match &state.config.compute_image {
+        Some(image) if tool.name == "python" => image.clone(),
+        _ => tool.image.clone(),
+    };
     let code_sha256 = sha256_hex(code.as_bytes());
     let limits_json = json!(limits);
     let args_json = json!(body.args);
@@ -204,7 +208,7 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
         &NewJob {
             user_id: user.id,
             tool_id: tool.id,
-            image: &tool.image,
+            image: &image,
             limits: &limits_json,
             args: &args_json,
             code_sha256: &code_sha256,
@@ -219,7 +223,7 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
         job_id: job.id,
         user_id: user.id,
         tool: tool.name.clone(),
-        image: tool.image.clone(),
+        image,
         command,
         code_key: keys::code(job.id),
         code_sha256,

@@ -206,6 +206,7 @@ async fn compute(ctx: &TestContext, token: &str) {
             queues.sqs.clone(),
             &queues.events_url,
         )),
+        retries: None,
     });
     let queues = Arc::new(queues);
     // One job at a time: manifest put (inside submit) → event → dispatch → succeeded.

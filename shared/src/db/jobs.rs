@@ -179,14 +179,22 @@ pub async fn cancel(
 }
 
 /// queued → running: the atomic claim. `None` if the job is not queued (already claimed,
-/// finished, cancelled or deleted).
-pub async fn claim(db: &impl GenericClient, id: Uuid) -> Result<Option<Job>, DbError> {
+/// finished, cancelled or deleted). A job `running` for longer than `lease` (more than the
+/// dispatcher's own time limit) was left by a dispatcher that died mid-run: it is claimed again,
+/// so a crashed or timed-out invocation never strands a job.
+pub async fn claim(
+    db: &impl GenericClient,
+    id: Uuid,
+    lease: std::time::Duration,
+) -> Result<Option<Job>, DbError> {
     returning(
         db,
         "UPDATE jobs SET status = 'running', started_at = now(), attempts = attempts + 1,
              updated_at = now()
-         WHERE id = $1 AND status = 'queued' RETURNING *",
-        &[&id],
+         WHERE id = $1 AND (status = 'queued'
+             OR (status = 'running' AND started_at < now() - make_interval(secs => $2)))
+         RETURNING *",
+        &[&id, &lease.as_secs_f64()],
     )
     .await
 }

@@ -161,7 +161,8 @@ pub enum SandboxError {
     /// The engine could not be reached or stopped answering: retry later.
     #[error("container engine unavailable: {0}")]
     Unavailable(String),
-    /// The image is not in the engine; retrying will not help until it is built.
+    /// The image is not in the engine (images are built there, never pulled). Transient: an
+    /// operator builds it, and the job runs on a later delivery or a redrive from the DLQ.
     #[error("image {0} is not available in the container engine")]
     ImageMissing(String),
     /// The job itself is wrong (bad file path, bad limits, unknown command...).
@@ -175,7 +176,10 @@ pub enum SandboxError {
 impl SandboxError {
     /// Whether retrying the same job later may succeed (only when the engine was unreachable).
     pub fn is_transient(&self) -> bool {
-        matches!(self, SandboxError::Unavailable(_))
+        matches!(
+            self,
+            SandboxError::Unavailable(_) | SandboxError::ImageMissing(_)
+        )
     }
 }
 
@@ -213,14 +217,14 @@ mod tests {
     }
 
     #[test]
-    fn outcome_serializes_lowercase_and_only_unavailable_is_transient() {
+    fn outcome_serializes_lowercase_and_engine_or_image_trouble_is_transient() {
         assert_eq!(serde_json::to_value(Outcome::Oom).unwrap(), "oom");
         assert_eq!(
             serde_json::to_value(Outcome::Succeeded).unwrap(),
             "succeeded"
         );
         assert!(SandboxError::Unavailable("x".into()).is_transient());
-        assert!(!SandboxError::ImageMissing("x".into()).is_transient());
+        assert!(SandboxError::ImageMissing("x".into()).is_transient());
         assert!(!SandboxError::InvalidJob("x".into()).is_transient());
         assert!(!SandboxError::Failed("x".into()).is_transient());
     }
