@@ -12,12 +12,15 @@ export PATH := $(MECAPY_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
 WATCH_PORT ?= 9000
 API ?= http://127.0.0.1:$(WATCH_PORT)/lambda-url
 
-.PHONY: help up down status services images migrate serve test lint unit bench clean-test-dbs build release
+.PHONY: help up down status services images lambda-runtime migrate deploy demo serve test lint unit bench clean-test-dbs build release
 
 help:
-	@echo "make up      install and start the local services, migrate, serve the functions (cargo lambda watch)"
-	@echo "make test    install and start what is missing, then fmt, clippy, unit and integration tests"
-	@echo "make bench   binary sizes, JWT validation, in-process login and 1 MB upload latency"
+	@echo "make up      install and start every service, build, deploy the stack to LocalStack, run the demo"
+	@echo "make test    the same services and deployment, then fmt, clippy, template lint, unit, integration and end-to-end tests"
+	@echo "make demo    the demo journey alone, against the running stack"
+	@echo "make deploy  sam build + samlocal deploy (after a code change: updates the stack in place)"
+	@echo "make bench   binary and zip sizes, in-process and through-LocalStack latencies"
+	@echo "make serve   the functions under cargo lambda watch instead (no LocalStack deployment)"
 	@echo "make down    stop everything make up started"
 
 services:
@@ -30,11 +33,24 @@ images: services
 migrate: services
 	cargo run --quiet -p mecapy-shared --bin migrate
 
-up: migrate images serve
-	@infra/dev-hints.sh "$(API)"
+# Lambdas inside LocalStack, offline: the init (infra/lambda-init) and the provided.al2023 image.
+lambda-runtime: services
+	infra/lambda-runtime.sh
 
-serve:
+# The SAM template deployed to LocalStack (sam build with cargo-lambda, then samlocal deploy).
+deploy: migrate images lambda-runtime
+	infra/deploy.sh all
+
+up: deploy
+	@$(MAKE) --no-print-directory demo
+	@infra/dev-hints.sh
+
+demo:
+	@cargo run --quiet -p mecapy-e2e --bin demo
+
+serve: migrate images
 	@infra/serve.sh start $(WATCH_PORT)
+	@infra/dev-hints.sh "$(API)"
 
 down:
 	-@infra/serve.sh stop
@@ -49,17 +65,18 @@ build:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	infra/deploy.sh lint
 
 # Test databases are named mecapy_test_<uuid>; drop the ones earlier runs left behind.
 clean-test-dbs:
 	@psql -qAt "$(DATABASE_URL)" -c "SELECT datname FROM pg_database WHERE datname LIKE 'mecapy\_test\_%'" \
 	  | while read -r db; do psql -q "$(DATABASE_URL)" -c "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; done
 
-test: services images lint clean-test-dbs
+test: services images lint clean-test-dbs deploy
 	cargo test --workspace --all-features -- --test-threads 8
 
 release:
 	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch
 
-bench: services images release
+bench: deploy release
 	RUST_LOG=warn cargo run --release --quiet -p mecapy-bench

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# MecaPy local stack: Docker engine, PostgreSQL 15, LocalStack, cargo-lambda, local OIDC provider.
+# MecaPy local stack: Docker engine, PostgreSQL 15, an image registry, LocalStack, cargo-lambda,
+# local OIDC provider.
 #
 #   infra/services.sh up     [service...]   install what is missing, start what is not healthy
 #   infra/services.sh down   [service...]   stop exactly what `up` started (PID files in .run/pids)
 #   infra/services.sh status [service...]   one line per service; exit 1 if any is unhealthy
 #
-# Services: docker postgresql localstack cargo-lambda oidc (default: all, in this order).
+# Services: docker postgresql registry localstack cargo-lambda oidc (default: all, in this order).
 # Configuration: infra/local.env. Runtime files: ${MECAPY_RUN_DIR:-<repo>/.run} (logs/, pids/).
 # Tool installs are shared by every clone: ${MECAPY_HOME:-/var/lib/mecapy}.
 # Runs as root, non-interactively, on Debian 12. Development use only.
@@ -26,7 +27,7 @@ export MECAPY_RUN_DIR=$RUN_DIR MECAPY_HOME
 LOG_DIR=$RUN_DIR/logs
 PID_DIR=$RUN_DIR/pids
 
-ALL_SERVICES=(docker postgresql localstack cargo-lambda oidc)
+ALL_SERVICES=(docker postgresql registry localstack cargo-lambda oidc)
 
 # Pinned tool versions.
 UV_VERSION=0.13.9
@@ -46,6 +47,12 @@ export UV_NO_PROGRESS=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 
 LOCALSTACK_URL=http://127.0.0.1:4566
 BRIDGE_IP=172.17.0.1
+# The local image registry LocalStack pulls the Lambda runtime image from (nothing is pulled from
+# a public registry). The image is built and pushed by infra/lambda-runtime.sh.
+REGISTRY_ADDR=${MECAPY_REGISTRY_ADDR:-127.0.0.1:5000}
+REGISTRY_URL=http://$REGISTRY_ADDR
+REGISTRY_STORAGE=$MECAPY_HOME/registry
+LAMBDA_RUNTIME_IMAGE=${MECAPY_LAMBDA_RUNTIME_IMAGE:-localhost:5000/mecapy/provided:al2023}
 OIDC_DIR=$INFRA_DIR/oidc
 OIDC_DISCOVERY=$OIDC_ISSUER/.well-known/openid-configuration
 
@@ -53,6 +60,7 @@ OIDC_DISCOVERY=$OIDC_ISSUER/.well-known/openid-configuration
 DOCKER_TIMEOUT=90
 PG_TIMEOUT=60
 LOCALSTACK_TIMEOUT=180
+REGISTRY_TIMEOUT=30
 OIDC_TIMEOUT=30
 
 export DEBIAN_FRONTEND=noninteractive
@@ -431,6 +439,91 @@ uv_venv() {
   printf '%s' "$marker" >"$dir/.mecapy-ok"
 }
 
+# ---------------------------------------------------------------------------- registry
+
+registry_healthy() {
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$REGISTRY_URL/v2/") == 200 ]]
+}
+
+# The packaged service (systemd) would listen on :5000 with an htpasswd config that does not
+# exist: when the package is installed here, keep it stopped so the port stays ours.
+disable_packaged_registry() {
+  if [[ -d /run/systemd/system ]] && have systemctl; then
+    systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+  fi
+}
+
+registry_config() {
+  local config=$RUN_DIR/registry.yml
+  mkdir -p "$REGISTRY_STORAGE"
+  cat >"$config" <<EOF
+# Written by infra/services.sh (MecaPy local stack): a plain HTTP registry on loopback, no auth.
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_STORAGE
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: $REGISTRY_ADDR
+  secret: mecapy-local-registry
+health:
+  storagedriver:
+    enabled: false
+EOF
+  printf '%s' "$config"
+}
+
+up_registry() {
+  step_timer
+  if registry_healthy; then
+    say "registry: already running$(recorded_pid registry docker-registry >/dev/null && echo ' (started by services.sh)' || true)"
+    return 0
+  fi
+  if ! have docker-registry; then
+    apt_install docker-registry
+    disable_packaged_registry
+  fi
+  local logfile=$LOG_DIR/registry.log pid config
+  if pid=$(recorded_pid registry docker-registry); then
+    say "registry: pid $pid is starting, waiting"
+  else
+    config=$(registry_config)
+    say "registry: starting docker-registry on $REGISTRY_ADDR (storage $REGISTRY_STORAGE)"
+    start_bg registry "$logfile" docker-registry serve "$config"
+    pid=$STARTED_PID
+  fi
+  local rc=0
+  wait_until "$REGISTRY_TIMEOUT" "$pid" registry_healthy || rc=$?
+  ((rc == 0)) || fail_service registry "$logfile" "not healthy ($REGISTRY_URL/v2/) within ${REGISTRY_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited (is the port taken?)')"
+  step_done "registry: ready (pid $pid)"
+}
+
+status_registry() {
+  if registry_healthy; then
+    echo "healthy, $REGISTRY_URL (storage $REGISTRY_STORAGE)"
+  else
+    echo "DOWN"
+    return 1
+  fi
+}
+
+down_registry() {
+  local pid
+  if pid=$(recorded_pid registry docker-registry); then
+    stop_pid registry "$pid" 5
+  else
+    say "registry: no registry recorded by services.sh, nothing stopped"
+  fi
+}
+
 # ---------------------------------------------------------------------------- localstack
 
 localstack_healthy() {
@@ -467,34 +560,75 @@ ensure_bucket() {
   say "localstack: bucket $UPLOAD_BUCKET created"
 }
 
+# The environment LocalStack is started with, one KEY=VALUE per line. Its hash is recorded beside
+# the PID file: `up` restarts a LocalStack that was started with other settings.
+#
+# Lambda functions run in containers of the Docker engine (see infra/lambda-init/README.md):
+# - provided.al2023 (and .al2) use the runtime image built here by infra/lambda-runtime.sh and
+#   "pulled" from the local registry, whatever architecture the function declares;
+# - functions reach LocalStack (AWS_ENDPOINT_URL), PostgreSQL and the OIDC provider at the bridge
+#   address, and the Docker engine through its mounted socket (compute-dispatch starts the
+#   compute containers); the label lets `down` find leftover containers;
+# - an idle function keeps its warm container 5 minutes; a cold start may take up to 60 s on a
+#   busy machine before LocalStack gives up; stopped containers are removed.
+localstack_settings() {
+  local workdir=$1
+  local mapping
+  mapping=$(printf '{"provided.al2023": "%s", "provided.al2": "%s"}' "$LAMBDA_RUNTIME_IMAGE" "$LAMBDA_RUNTIME_IMAGE")
+  printf '%s\n' \
+    "SERVICES=s3,sqs,lambda,apigateway,cloudformation,iam,sts,logs,events" \
+    "GATEWAY_LISTEN=0.0.0.0:4566" \
+    "LOCALSTACK_VOLUME_DIR=$workdir/volume" \
+    "DOCKER_CMD=/usr/bin/docker" \
+    "DISABLE_EVENTS=1" \
+    "SKIP_SSL_CERT_DOWNLOAD=1" \
+    "DNS_ADDRESS=0" \
+    "LAMBDA_RUNTIME_IMAGE_MAPPING=${LAMBDA_RUNTIME_IMAGE_MAPPING:-$mapping}" \
+    "LAMBDA_IGNORE_ARCHITECTURE=${LAMBDA_IGNORE_ARCHITECTURE:-1}" \
+    "HOSTNAME_FROM_LAMBDA=${HOSTNAME_FROM_LAMBDA:-$BRIDGE_IP}" \
+    "LAMBDA_DOCKER_FLAGS=${LAMBDA_DOCKER_FLAGS:--v /var/run/docker.sock:/var/run/docker.sock --add-host host.docker.internal:$BRIDGE_IP -l org.mecapy.localstack-lambda=1}" \
+    "LAMBDA_KEEPALIVE_MS=${LAMBDA_KEEPALIVE_MS:-300000}" \
+    "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT=${LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT:-60}" \
+    "LAMBDA_REMOVE_CONTAINERS=${LAMBDA_REMOVE_CONTAINERS:-1}"
+}
+
+settings_file() { printf '%s/localstack.settings' "$PID_DIR"; }
+
 up_localstack() {
   step_timer
+  local workdir=$RUN_DIR/localstack settings=() hash line pid
+  while IFS= read -r line; do settings+=("$line"); done < <(localstack_settings "$workdir")
+  hash=$(printf '%s\n' "${settings[@]}" | sha256sum | cut -d' ' -f1)
   if localstack_healthy; then
-    say "localstack: already running$(recorded_pid localstack localstack.runtime.main >/dev/null && echo ' (started by services.sh)' || true)"
-    ensure_bucket
-    return 0
+    if pid=$(recorded_pid localstack localstack.runtime.main); then
+      if [[ $(cat "$(settings_file)" 2>/dev/null) == "$hash" ]]; then
+        say "localstack: already running (started by services.sh)"
+        ensure_bucket
+        return 0
+      fi
+      say "localstack: running with other settings (Lambda runtime image, Docker flags, ...): restarting"
+      down_localstack
+    else
+      warn "localstack: running but not started by services.sh: its Lambda settings are unknown (see localstack_settings in $0)"
+      ensure_bucket
+      return 0
+    fi
   fi
   uv_venv "$LOCALSTACK_VENV" "localstack-core[runtime]==$LOCALSTACK_VERSION aws-sam-translator exclude-newer=$LOCALSTACK_EXCLUDE_NEWER" \
     --exclude-newer "$LOCALSTACK_EXCLUDE_NEWER" "localstack-core[runtime]==$LOCALSTACK_VERSION" aws-sam-translator
   local logfile=$LOG_DIR/localstack.log pid
-  if pid=$(recorded_pid localstack localstack.runtime.main); then
+  if pid=$(recorded_pid localstack localstack.runtime.main) && [[ $(cat "$(settings_file)" 2>/dev/null) == "$hash" ]]; then
     say "localstack: pid $pid is starting, waiting"
   else
-    local workdir=$RUN_DIR/localstack
+    # Started earlier with other settings and not healthy yet: start it again.
+    [[ -n ${pid:-} ]] && down_localstack
     mkdir -p "$workdir/volume"
     say "localstack: starting $LOCALSTACK_VERSION"
-    # Extra LocalStack settings (LAMBDA_RUNTIME_IMAGE_MAPPING, LAMBDA_DOCKER_FLAGS, DEBUG, ...)
-    # are passed through from the caller's environment.
-    start_bg localstack "$logfile" env -C "$workdir" \
-      SERVICES=s3,sqs,lambda,apigateway,cloudformation,iam,sts,logs,events \
-      GATEWAY_LISTEN=0.0.0.0:4566 \
-      LOCALSTACK_VOLUME_DIR="$workdir/volume" \
-      DOCKER_CMD=/usr/bin/docker \
-      DISABLE_EVENTS=1 \
-      SKIP_SSL_CERT_DOWNLOAD=1 \
-      DNS_ADDRESS=0 \
+    # Other LocalStack settings (DEBUG, ...) are passed through from the caller's environment.
+    start_bg localstack "$logfile" env -C "$workdir" "${settings[@]}" \
       "$LOCALSTACK_VENV/bin/python" -m localstack.runtime.main
     pid=$STARTED_PID
+    printf '%s\n' "$hash" >"$(settings_file)"
   fi
   local rc=0
   wait_until "$LOCALSTACK_TIMEOUT" "$pid" localstack_healthy || rc=$?
@@ -519,12 +653,17 @@ down_localstack() {
   if pid=$(recorded_pid localstack localstack.runtime.main); then
     # LocalStack on the host may not exit on SIGTERM while Lambda containers run.
     stop_pid localstack "$pid" 10 1
+    rm -f "$(settings_file)"
   else
     say "localstack: no LocalStack recorded by services.sh, nothing stopped"
   fi
   if docker_cli info >/dev/null 2>&1; then
     local ids
-    ids=$(docker_cli ps -aq --filter 'name=^/?localstack-lambda-' 2>/dev/null || true)
+    # Named <main container name>-lambda-<function>-<id>; ours also carry the label.
+    ids=$({
+      docker_cli ps -aq --filter 'label=org.mecapy.localstack-lambda' 2>/dev/null
+      docker_cli ps -aq --filter 'name=^/?localstack(-main)?-lambda-' 2>/dev/null
+    } | sort -u || true)
     if [[ -n $ids ]]; then
       say "removing leftover Lambda containers: $(echo "$ids" | tr '\n' ' ')"
       # shellcheck disable=SC2086
@@ -645,6 +784,7 @@ summary() { # SERVICE...
     case $s in
     docker) printf '%-13s %-58s %s\n' docker "unix:///var/run/docker.sock, bridge $BRIDGE_IP" "$LOG_DIR/dockerd.log" ;;
     postgresql) printf '%-13s %-58s %s\n' postgresql "127.0.0.1:$PG_PORT, $BRIDGE_IP:$PG_PORT ($PG_USER/$PG_DB)" "$LOG_DIR/postgresql.log" ;;
+    registry) printf '%-13s %-58s %s\n' registry "$REGISTRY_URL (storage $REGISTRY_STORAGE)" "$LOG_DIR/registry.log" ;;
     localstack) printf '%-13s %-58s %s\n' localstack "$LOCALSTACK_URL (0.0.0.0:4566), bucket $UPLOAD_BUCKET" "$LOG_DIR/localstack.log" ;;
     cargo-lambda) printf '%-13s %-58s %s\n' cargo-lambda "PATH+=$BIN_DIR" "$LOG_DIR/install-$(basename "$CARGO_LAMBDA_VENV").log" ;;
     oidc)
