@@ -4,8 +4,9 @@ POST /auth/login, open the authorization URL, submit the provider's login form, 
 from the redirect, POST /auth/callback. Prints the callback's JSON (or only the token with -t).
 
 usage: infra/dev-login.py [-t] API_BASE USER PASSWORD
-  API_BASE: where the login and callback functions answer, e.g.
-  http://127.0.0.1:9000/lambda-url  (cargo lambda watch: {API_BASE}/login/auth/login)
+  API_BASE: the API Gateway URL of the deployed stack (API_URL in .run/stack.env; routes
+  {API_BASE}/auth/login and /auth/callback), or http://127.0.0.1:9000/lambda-url for
+  `make serve` (cargo lambda watch: {API_BASE}/login/auth/login, {API_BASE}/callback/...)
 """
 import html
 import http.cookiejar
@@ -47,7 +48,11 @@ def main():
         sys.exit(__doc__)
     api, user, password = args
     api = api.rstrip("/")
-    login = post_json(f"{api}/login/auth/login", {})
+    # cargo lambda watch serves each function under its own name.
+    watch = api.endswith("/lambda-url")
+    login_url = f"{api}/login/auth/login" if watch else f"{api}/auth/login"
+    callback_url = f"{api}/callback/auth/callback" if watch else f"{api}/auth/callback"
+    login = post_json(login_url, {})
     stop = StopAtRedirectUri(login["redirect_uri"])
     opener = urllib.request.build_opener(
         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), stop)
@@ -66,7 +71,7 @@ def main():
     if not stop.landed:
         sys.exit("the provider did not redirect back: wrong user name or password?")
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(stop.landed).query))
-    session = post_json(f"{api}/callback/auth/callback", {
+    session = post_json(callback_url, {
         "code": query["code"], "code_verifier": login["code_verifier"], "state": query["state"]})
     print(session["access_token"] if token_only else json.dumps(session, indent=2))
 
