@@ -469,12 +469,13 @@ async fn engine_refusal_mid_way_leaves_nothing_behind() {
 }
 
 #[tokio::test]
-async fn missing_image_is_a_permanent_error() {
+async fn missing_image_is_reported_and_retryable() {
+    // Images are built in the engine, never pulled: a missing one waits for an operator.
     let rt = runtime().await;
     let mut spec = job("print(1)", limits(20));
     spec.image = "mecapy-no-such-image:never".into();
     match rt.run(&spec).await {
-        Err(e @ SandboxError::ImageMissing(_)) => assert!(!e.is_transient()),
+        Err(e @ SandboxError::ImageMissing(_)) => assert!(e.is_transient()),
         other => panic!("expected ImageMissing, got {other:?}"),
     }
     assert_nothing_left(&rt, &spec).await;
