@@ -570,7 +570,10 @@ ensure_bucket() {
 #   address, and the Docker engine through its mounted socket (compute-dispatch starts the
 #   compute containers); the label lets `down` find leftover containers;
 # - an idle function keeps its warm container 5 minutes; a cold start may take up to 60 s on a
-#   busy machine before LocalStack gives up; stopped containers are removed.
+#   busy machine before LocalStack gives up; stopped containers are removed;
+# - CloudFormation runs on LocalStack's legacy engine: 4.9.2's default (v2) engine fails to
+#   update a SAM stack (its change set cannot resolve `${Function.Arn}` in the API's Fn::Sub),
+#   so a redeploy would not update the stack in place.
 localstack_settings() {
   local workdir=$1
   local mapping
@@ -589,7 +592,8 @@ localstack_settings() {
     "LAMBDA_DOCKER_FLAGS=${LAMBDA_DOCKER_FLAGS:--v /var/run/docker.sock:/var/run/docker.sock --add-host host.docker.internal:$BRIDGE_IP -l org.mecapy.localstack-lambda=1}" \
     "LAMBDA_KEEPALIVE_MS=${LAMBDA_KEEPALIVE_MS:-300000}" \
     "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT=${LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT:-60}" \
-    "LAMBDA_REMOVE_CONTAINERS=${LAMBDA_REMOVE_CONTAINERS:-1}"
+    "LAMBDA_REMOVE_CONTAINERS=${LAMBDA_REMOVE_CONTAINERS:-1}" \
+    "PROVIDER_OVERRIDE_CLOUDFORMATION=${PROVIDER_OVERRIDE_CLOUDFORMATION:-engine-legacy}"
 }
 
 settings_file() { printf '%s/localstack.settings' "$PID_DIR"; }
