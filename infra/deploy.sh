@@ -121,8 +121,17 @@ deploy() {
     aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation delete-stack --stack-name "$STACK_NAME"
     aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation wait stack-delete-complete --stack-name "$STACK_NAME" || true
   fi
+  # DEPLOY_PARAMETER_OVERRIDES="Key=Value ...": on top of samconfig's (SAM replaces the whole
+  # list when --parameter-overrides is given, so samconfig's list is passed again first).
+  local extra=() base=()
+  if [[ -n ${DEPLOY_PARAMETER_OVERRIDES:-} ]]; then
+    mapfile -t base < <(python3 -c 'import sys, tomllib
+print("\n".join(tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["deploy"]["parameters"]["parameter_overrides"]))' "$CONFIG_ENV")
+    # shellcheck disable=SC2206
+    extra=(--parameter-overrides "${base[@]}" $DEPLOY_PARAMETER_OVERRIDES)
+  fi
   say "samlocal deploy --config-env $CONFIG_ENV (stack $STACK_NAME, log $log)"
-  samlocal deploy --config-env "$CONFIG_ENV" --no-progressbar >"$log" 2>&1 ||
+  samlocal deploy --config-env "$CONFIG_ENV" --no-progressbar "${extra[@]}" >"$log" 2>&1 ||
     fail "samlocal deploy failed (stack $STACK_NAME is $(stack_status))" "$log"
   status=$(stack_status)
   [[ $status == CREATE_COMPLETE || $status == UPDATE_COMPLETE ]] ||

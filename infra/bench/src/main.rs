@@ -1,5 +1,8 @@
-//! `make bench`: measured figures, never asserted. Needs the local services (`make up`) and
-//! `cargo build --release -p login -p callback -p upload` (the Makefile does both).
+//! `make bench`: measured figures, never asserted. Needs the local services (`make up`), the
+//! release binaries (`make release`) and the stack deployed to LocalStack (`make deploy`); the
+//! Makefile does all three first.
+
+mod stack;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +37,14 @@ fn fmt(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The deployed stack is measured too: fail now, not after the in-process figures.
+    let stack_env = match mecapy_e2e::StackEnv::ready().await {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("bench: the deployed stack is not ready.\n  {e}");
+            std::process::exit(1);
+        }
+    };
     println!("| measure | value | target |");
     println!("|---|---|---|");
     for name in [
@@ -49,6 +60,7 @@ async fn main() {
             .unwrap_or_else(|_| format!("missing: build {}", path.display()));
         println!("| release binary `{name}` | {size} | |");
     }
+    stack::zip_sizes(&root);
 
     let ctx = TestContext::with(|c| c.max_upload_bytes = 2 * 1024 * 1024).await;
     let token = ctx.token_for("bench-user").await;
@@ -122,6 +134,8 @@ async fn main() {
     );
 
     compute(&ctx, &token).await;
+
+    stack::measure(&stack_env).await;
 }
 
 async fn submit(ctx: &TestContext, token: &str, code: &str) -> String {

@@ -1,0 +1,272 @@
+//! The figures of the stack deployed to LocalStack (`make deploy`): deployment zip sizes,
+//! first (cold) and warm calls of each function through API Gateway, the demo journey.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mecapy_e2e::api::{Api, Payload};
+use mecapy_e2e::auth::Provider;
+use mecapy_e2e::lambda::Lambda;
+use mecapy_e2e::{demo_journey, DemoOptions, StackEnv};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::{fmt, summary};
+
+/// Lambda's limit on a direct upload is larger; this is the project's target for each zip.
+const ZIP_TARGET_BYTES: u64 = 6_000_000;
+const WARM_CALLS: usize = 200;
+const DEMO_RUNS: usize = 5;
+
+/// Zips `binary` as SAM packages a function (a deflated zip holding `bootstrap`, mode 0755),
+/// with Python's zipfile as SAM does; the zip's size.
+fn zip_size(binary: &Path, zip: &Path) -> Result<u64, String> {
+    const SCRIPT: &str = r#"
+import sys, zipfile
+src, dst = sys.argv[1], sys.argv[2]
+info = zipfile.ZipInfo.from_file(src, "bootstrap")
+info.external_attr = 0o100755 << 16
+info.compress_type = zipfile.ZIP_DEFLATED
+with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as z, open(src, "rb") as f:
+    z.writestr(info, f.read())
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(binary)
+        .arg(zip)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    std::fs::metadata(zip)
+        .map(|m| m.len())
+        .map_err(|e| e.to_string())
+}
+
+/// One row per function: its deployment zip against the 6 MB target.
+pub fn zip_sizes(root: &Path) {
+    let dir = root.join("target/bench-zips");
+    let _ = std::fs::create_dir_all(&dir);
+    for name in [
+        "login",
+        "callback",
+        "upload",
+        "compute-submit",
+        "compute-dispatch",
+    ] {
+        let binary = root.join("target/release").join(name);
+        let value = if binary.exists() {
+            match zip_size(&binary, &dir.join(format!("{name}.zip"))) {
+                Ok(bytes) => format!(
+                    "{bytes} B = {:.2} MB, {}",
+                    bytes as f64 / 1e6,
+                    if bytes <= ZIP_TARGET_BYTES {
+                        "within"
+                    } else {
+                        "OVER"
+                    }
+                ),
+                Err(e) => format!("zip failed: {e}"),
+            }
+        } else {
+            format!("missing: `make release` builds {}", binary.display())
+        };
+        println!("| deployment zip `{name}` (release `bootstrap`, deflated as SAM packages it) | {value} | ≤ 6 MB |");
+    }
+}
+
+/// A request the function answers cheaply, and the status it answers.
+struct Probe {
+    function: &'static str,
+    logical_id: &'static str,
+    method: Method,
+    path: &'static str,
+    body: Option<Value>,
+    authenticated: bool,
+    status: u16,
+    what: &'static str,
+}
+
+fn probes() -> Vec<Probe> {
+    vec![
+        Probe {
+            function: "login",
+            logical_id: "LoginFunction",
+            method: Method::POST,
+            path: "/auth/login",
+            body: Some(json!({})),
+            authenticated: false,
+            status: 200,
+            what: "POST /auth/login",
+        },
+        Probe {
+            function: "callback",
+            logical_id: "CallbackFunction",
+            method: Method::POST,
+            path: "/auth/callback",
+            body: Some(json!({})),
+            authenticated: false,
+            status: 400,
+            what: "POST /auth/callback, invalid body → 400",
+        },
+        Probe {
+            function: "upload",
+            logical_id: "UploadFunction",
+            method: Method::GET,
+            path: "/files",
+            body: None,
+            authenticated: true,
+            status: 200,
+            what: "GET /files with a token",
+        },
+        Probe {
+            function: "compute-submit",
+            logical_id: "ComputeSubmitFunction",
+            method: Method::GET,
+            path: "/compute",
+            body: None,
+            authenticated: true,
+            status: 200,
+            what: "GET /compute with a token",
+        },
+    ]
+}
+
+async fn call(api: &Api, probe: &Probe, token: &str) -> Result<Duration, String> {
+    let payload = match &probe.body {
+        Some(v) => Payload::Json(v),
+        None => Payload::Empty,
+    };
+    let token = probe.authenticated.then_some(token);
+    let started = Instant::now();
+    let reply = api
+        .send(probe.method.clone(), probe.path, token, payload)
+        .await
+        .map_err(|f| f.to_string())?;
+    let elapsed = started.elapsed();
+    if reply.status.as_u16() != probe.status {
+        return Err(reply
+            .failure(format!("expected {}", probe.status))
+            .to_string());
+    }
+    Ok(elapsed)
+}
+
+/// Cold: the first call after a configuration change (a new execution environment); warm: the
+/// calls after it.
+async fn cold_and_warm(
+    env: &StackEnv,
+    lambda: &Lambda,
+    api: &Api,
+    probe: &Probe,
+    token: &str,
+) -> Result<(Duration, Duration, Duration), String> {
+    let name = lambda
+        .function_of(&env.stack_name, probe.logical_id)
+        .await
+        .map_err(|f| f.to_string())?;
+    let config = lambda
+        .configuration(&name)
+        .await
+        .map_err(|f| f.to_string())?;
+    let original = config["Environment"]["Variables"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut changed = original.clone();
+    changed.insert(
+        "MECAPY_BENCH_COLD_START".into(),
+        json!(uuid::Uuid::new_v4().simple().to_string()),
+    );
+    lambda
+        .set_environment(&name, &changed)
+        .await
+        .map_err(|f| f.to_string())?;
+    lambda
+        .wait_ready(&name, Duration::from_secs(60))
+        .await
+        .map_err(|f| f.to_string())?;
+    let measured = async {
+        let cold = call(api, probe, token).await?;
+        let mut warm = Vec::with_capacity(WARM_CALLS);
+        for _ in 0..WARM_CALLS {
+            warm.push(call(api, probe, token).await?);
+        }
+        let (p50, p99) = summary(warm);
+        Ok::<_, String>((cold, p50, p99))
+    }
+    .await;
+    // Back to the deployed configuration, whatever happened.
+    let restored = lambda.set_environment(&name, &original).await;
+    let _ = lambda.wait_ready(&name, Duration::from_secs(60)).await;
+    restored.map_err(|f| format!("restoring {name}: {f}"))?;
+    measured
+}
+
+/// The rows of the deployed stack.
+pub async fn measure(env: &StackEnv) {
+    let api = Api::new(&env.api_url);
+    let lambda = Lambda::new(env);
+    let token = match Provider::new(env).token_for("bench-e2e").await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("bench: no token from the OIDC admin API: {e}");
+            std::process::exit(1);
+        }
+    };
+    for probe in probes() {
+        match cold_and_warm(env, &lambda, &api, &probe, &token).await {
+            Ok((cold, p50, p99)) => {
+                println!(
+                    "| `{}` through API Gateway in LocalStack ({}): first call after a configuration change (cold) | {} | |",
+                    probe.function,
+                    probe.what,
+                    fmt(cold)
+                );
+                println!(
+                    "| `{}` through API Gateway in LocalStack: warm p50 / p99 ({WARM_CALLS} calls) | {} / {} | |",
+                    probe.function,
+                    fmt(p50),
+                    fmt(p99)
+                );
+            }
+            Err(e) => {
+                eprintln!(
+                    "bench: {} through the deployed API failed: {e}\nwhere to look: {}",
+                    probe.function,
+                    env.where_to_look()
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+
+    let mut totals = Vec::with_capacity(DEMO_RUNS);
+    for _ in 0..DEMO_RUNS {
+        let started = Instant::now();
+        let journey = demo_journey(env, &DemoOptions::default()).await;
+        if let Some(step) = journey.failed_step() {
+            let failure = step.outcome.as_ref().expect_err("failed step");
+            eprintln!(
+                "bench: the demo journey failed at \"{}\": {failure}\nwhere to look: {}",
+                step.name,
+                env.where_to_look()
+            );
+            std::process::exit(1);
+        }
+        totals.push(started.elapsed());
+    }
+    let (min, max) = (
+        *totals.iter().min().expect("runs"),
+        *totals.iter().max().expect("runs"),
+    );
+    let (p50, _) = summary(totals);
+    println!(
+        "| demo journey (login → upload → submit → succeeded → stdout), {DEMO_RUNS} runs: p50 (min / max) | {} ({} / {}) | |",
+        fmt(p50),
+        fmt(min),
+        fmt(max)
+    );
+}

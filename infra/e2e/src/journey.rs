@@ -1,0 +1,355 @@
+//! The demo journey through the deployed stack, step by step: log in through the identity
+//! provider, upload a CSV of measurements, submit a numpy fit that reads it, poll the job until
+//! it is final, fetch its stdout through the presigned link.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::api::{Api, Failure};
+use crate::auth;
+use crate::env::StackEnv;
+
+/// Statuses of a job that will not change any more.
+pub fn is_final(status: &str) -> bool {
+    !matches!(status, "queued" | "running")
+}
+
+/// One step of the journey.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: &'static str,
+    pub duration: Duration,
+    /// What it achieved (one line), or why it failed.
+    pub outcome: Result<String, Failure>,
+}
+
+/// What the journey produced (every step succeeded).
+#[derive(Debug, Clone)]
+pub struct DemoResult {
+    pub user: Value,
+    pub access_token: String,
+    pub file_id: String,
+    pub filename: String,
+    pub job_id: String,
+    /// `GET /compute/{id}` once final.
+    pub job: Value,
+    /// The statuses seen while polling, consecutive duplicates removed.
+    pub statuses: Vec<String>,
+    pub stdout: String,
+}
+
+/// The steps run (the last one failed if the journey did), and the result if all succeeded.
+#[derive(Debug, Clone)]
+pub struct Journey {
+    pub steps: Vec<Step>,
+    pub result: Option<DemoResult>,
+}
+
+impl Journey {
+    pub fn succeeded(&self) -> bool {
+        self.result.is_some()
+    }
+
+    /// The step that failed, if one did.
+    pub fn failed_step(&self) -> Option<&Step> {
+        self.steps.iter().find(|s| s.outcome.is_err())
+    }
+
+    pub fn total(&self) -> Duration {
+        self.steps.iter().map(|s| s.duration).sum()
+    }
+}
+
+/// Who logs in and how long to wait for the job.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub username: String,
+    pub password: String,
+    pub job_deadline: Duration,
+    pub poll_interval: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            username: "alice".into(),
+            password: "alice-password".into(),
+            job_deadline: Duration::from_secs(120),
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Step names, in order.
+pub const STEPS: [&str; 5] = [
+    "log in through the OIDC provider",
+    "upload the measurements (multipart POST /files)",
+    "submit the numpy fit (POST /compute)",
+    "wait for the job (GET /compute/{id})",
+    "fetch stdout (presigned link)",
+];
+
+/// Slope and intercept of the measurements [`demo_csv`] writes: the fit must find them.
+pub const DEMO_SLOPE: f64 = 2.5;
+pub const DEMO_INTERCEPT: f64 = 1.0;
+
+/// A tensile test: force [kN] against elongation [µm] on a linear-elastic bar, exact points.
+pub fn demo_csv() -> Vec<u8> {
+    let mut csv = String::from("force_kn,elongation_um\n");
+    for i in 0..10 {
+        let x = f64::from(i) * 2.0;
+        csv.push_str(&format!("{x},{}\n", DEMO_SLOPE * x + DEMO_INTERCEPT));
+    }
+    csv.into_bytes()
+}
+
+/// The computation: a least-squares line through the uploaded file, found where the sandbox
+/// puts inputs (`/work/inputs/<filename>`; `/work` is the job's working directory).
+pub fn demo_code(filename: &str) -> String {
+    format!(
+        r#"import json
+import numpy as np
+
+data = np.loadtxt("inputs/{filename}", delimiter=",", skiprows=1)
+slope, intercept = np.polyfit(data[:, 0], data[:, 1], 1)
+with open("out/fit.json", "w") as f:
+    json.dump({{"slope": float(slope), "intercept": float(intercept)}}, f)
+print(f"points={{len(data)}} slope={{slope:.4f}} intercept={{intercept:.4f}}")
+"#
+    )
+}
+
+/// The line [`demo_code`] prints for [`demo_csv`].
+pub fn demo_expected_stdout() -> String {
+    format!("points=10 slope={DEMO_SLOPE:.4} intercept={DEMO_INTERCEPT:.4}")
+}
+
+async fn step<T>(
+    steps: &mut Vec<Step>,
+    name: &'static str,
+    work: impl Future<Output = Result<(T, String), Failure>>,
+) -> Option<T> {
+    let started = Instant::now();
+    let outcome = work.await;
+    let duration = started.elapsed();
+    match outcome {
+        Ok((value, summary)) => {
+            steps.push(Step {
+                name,
+                duration,
+                outcome: Ok(summary),
+            });
+            Some(value)
+        }
+        Err(failure) => {
+            steps.push(Step {
+                name,
+                duration,
+                outcome: Err(failure),
+            });
+            None
+        }
+    }
+}
+
+/// `POST /compute`; the job id.
+pub async fn submit(api: &Api, token: &str, body: &Value) -> Result<String, Failure> {
+    let reply = api.post_json("/compute", Some(token), body).await?;
+    let job = reply.expect(202)?;
+    if job["status"] != "queued" {
+        return Err(reply.failure("a new job is not queued"));
+    }
+    job["job_id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| reply.failure("no job_id"))
+}
+
+/// Polls `GET /compute/{id}` until the job is final or `deadline` passes; the final job and
+/// the statuses seen (consecutive duplicates removed).
+pub async fn wait_final(
+    api: &Api,
+    token: &str,
+    id: &str,
+    deadline: Duration,
+    every: Duration,
+) -> Result<(Value, Vec<String>), Failure> {
+    let started = Instant::now();
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let reply = api.get(&format!("/compute/{id}"), Some(token)).await?;
+        let job = reply.expect(200)?;
+        let status = job["status"].as_str().unwrap_or("").to_string();
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if is_final(&status) {
+            return Ok((job, seen));
+        }
+        if started.elapsed() > deadline {
+            return Err(Failure {
+                message: format!(
+                    "job {id} still {status} after {} s (statuses seen: {}); the compute queue feeds compute-dispatch inside LocalStack",
+                    deadline.as_secs(),
+                    seen.join(" → ")
+                ),
+                status: Some(200),
+                body: Some(job.to_string()),
+            });
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Runs the demo journey; never panics: a failed step ends it and is the last in the list.
+pub async fn demo_journey(env: &StackEnv, options: &DemoOptions) -> Journey {
+    let api = Api::new(&env.api_url);
+    let mut steps = Vec::new();
+    let result = run(&api, options, &mut steps).await;
+    Journey { steps, result }
+}
+
+async fn run(api: &Api, options: &DemoOptions, steps: &mut Vec<Step>) -> Option<DemoResult> {
+    let session = step(steps, STEPS[0], async {
+        let session = auth::login(api, &options.username, &options.password).await?;
+        let who = format!(
+            "{} ({}), user {}",
+            options.username,
+            session.user["email"].as_str().unwrap_or("?"),
+            session.user["id"].as_str().unwrap_or("?")
+        );
+        Ok((session, who))
+    })
+    .await?;
+    let token = session.access_token.clone();
+
+    let filename = format!(
+        "tensile-{}-{}.csv",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let file_id = step(steps, STEPS[1], async {
+        let data = demo_csv();
+        let reply = api.upload(&token, &filename, "text/csv", &data).await?;
+        let file = reply.expect(201)?;
+        let id = file["id"]
+            .as_str()
+            .ok_or_else(|| reply.failure("no id"))?
+            .to_string();
+        Ok((
+            id.clone(),
+            format!("{filename}, {} bytes, file {id}", data.len()),
+        ))
+    })
+    .await?;
+
+    let job_id = step(steps, STEPS[2], async {
+        let body = json!({
+            "tool": "python",
+            "code": demo_code(&filename),
+            "input_file_ids": [file_id],
+        });
+        let id = submit(api, &token, &body).await?;
+        Ok((id.clone(), format!("job {id} queued")))
+    })
+    .await?;
+
+    let (job, statuses) = step(steps, STEPS[3], async {
+        let (job, seen) = wait_final(
+            api,
+            &token,
+            &job_id,
+            options.job_deadline,
+            options.poll_interval,
+        )
+        .await?;
+        if job["status"] != "succeeded" {
+            let mut detail = format!(
+                "job {job_id} ended {} (exit code {}, error: {})",
+                job["status"],
+                job["exit_code"],
+                job["error"].as_str().unwrap_or("none")
+            );
+            if let Some(url) = job["links"]["stderr"].as_str() {
+                if let Ok(stderr) = api.fetch(url).await {
+                    detail.push_str(&format!("; stderr: {}", stderr.trim()));
+                }
+            }
+            return Err(Failure {
+                message: detail,
+                status: Some(200),
+                body: Some(job.to_string()),
+            });
+        }
+        let summary = format!(
+            "{} (ran {} ms in {}, attempts {})",
+            seen.join(" → "),
+            job["duration_ms"],
+            job["image_digest"].as_str().unwrap_or("?"),
+            job["attempts"]
+        );
+        Ok(((job, seen), summary))
+    })
+    .await?;
+
+    let stdout = step(steps, STEPS[4], async {
+        let url = job["links"]["stdout"].as_str().ok_or_else(|| Failure {
+            message: format!("job {job_id} has no stdout link"),
+            status: None,
+            body: Some(job.to_string()),
+        })?;
+        let stdout = api.fetch(url).await?;
+        Ok((stdout.clone(), format!("{} bytes", stdout.len())))
+    })
+    .await?;
+
+    Some(DemoResult {
+        user: session.user,
+        access_token: token,
+        file_id,
+        filename,
+        job_id,
+        job,
+        statuses,
+        stdout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_data_lies_on_the_expected_line() {
+        let text = String::from_utf8(demo_csv()).unwrap();
+        let rows: Vec<(f64, f64)> = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (x, y) = l.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(rows.len(), 10);
+        for (x, y) in rows {
+            assert_eq!(y, DEMO_SLOPE * x + DEMO_INTERCEPT);
+        }
+        assert_eq!(
+            demo_expected_stdout(),
+            "points=10 slope=2.5000 intercept=1.0000"
+        );
+    }
+
+    #[test]
+    fn the_demo_code_passes_the_static_validation() {
+        let code = demo_code("x.csv");
+        let findings = mecapy_shared::validation::validate(
+            &code,
+            &mecapy_shared::validation::Policy::default_python(),
+        );
+        assert!(findings.is_empty(), "{findings:?}");
+        assert!(code.contains("\"inputs/x.csv\""));
+    }
+}
