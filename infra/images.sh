@@ -73,27 +73,9 @@ esac
 
 # ---------------------------------------------------------------------------- helpers
 
-say() { printf '[images] %s\n' "$*"; }
-
-STEP=setup
-# fail MESSAGE: name the step and the log, show the end of the log, exit non-zero.
-fail() {
-  printf '\n[images] ERROR during step "%s": %s\n[images] log file: %s\n' "$STEP" "$1" "$LOG" >&2
-  if [[ -s $LOG ]]; then
-    printf -- '----- last lines of %s -----\n' "$LOG" >&2
-    tail -n 30 "$LOG" >&2 || true
-    printf -- '-----\n' >&2
-  fi
-  exit 1
-}
-
-# run STEP CMD...: log the step, run CMD with its output appended to the log.
-run() {
-  STEP=$1
-  shift
-  printf '\n=== %s: %s\n' "$STEP" "$*" >>"$LOG"
-  "$@" >>"$LOG" 2>&1 </dev/null || fail "command failed: $*"
-}
+STEP_PREFIX=images
+# shellcheck source=infra/lib/steps.sh
+. "$REPO_DIR/infra/lib/steps.sh"
 
 # unmount_below DIR: unmount whatever debootstrap left mounted inside DIR (deepest first).
 unmount_below() {

@@ -57,26 +57,9 @@ case ${1:-} in
   ;;
 esac
 
-say() { printf '[lambda-runtime] %s\n' "$*"; }
-
-STEP=setup
-fail() {
-  printf '\n[lambda-runtime] ERROR during step "%s": %s\n[lambda-runtime] log file: %s\n' "$STEP" "$1" "$LOG" >&2
-  if [[ -s $LOG ]]; then
-    printf -- '----- last lines of %s -----\n' "$LOG" >&2
-    tail -n 30 "$LOG" >&2 || true
-    printf -- '-----\n' >&2
-  fi
-  exit 1
-}
-
-# run STEP CMD...: log the step, run CMD with its output appended to the log.
-run() {
-  STEP=$1
-  shift
-  printf '\n=== %s: %s\n' "$STEP" "$*" >>"$LOG"
-  "$@" >>"$LOG" 2>&1 </dev/null || fail "command failed: $*"
-}
+STEP_PREFIX=lambda-runtime
+# shellcheck source=infra/lib/steps.sh
+. "$REPO_DIR/infra/lib/steps.sh"
 
 [[ $(id -u) == 0 ]] || {
   printf '[lambda-runtime] ERROR: must run as root (installs into LocalStack, builds images)\n' >&2
