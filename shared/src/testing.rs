@@ -549,6 +549,32 @@ impl ComputeQueues {
         self.receive_from(&self.jobs_url, wait_seconds).await
     }
 
+    /// Receives until a batch carries `needle` (a job id) and returns it; panics after
+    /// `within`. Batches without it (the bucket's `s3:TestEvent`) are acknowledged.
+    pub async fn batch_with(
+        &self,
+        needle: &str,
+        within: std::time::Duration,
+    ) -> aws_lambda_events::event::sqs::SqsEvent {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let batch = self.receive_batch(1).await;
+            if batch
+                .records
+                .iter()
+                .any(|r| r.body.as_deref().unwrap_or("").contains(needle))
+            {
+                return batch;
+            }
+            let none = aws_lambda_events::event::sqs::SqsBatchResponse::default();
+            self.acknowledge(&batch, &none).await;
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no message for {needle} within {within:?}"
+            );
+        }
+    }
+
     pub async fn receive_from(
         &self,
         url: &str,

@@ -322,14 +322,7 @@ async fn the_same_event_delivered_twice_runs_the_job_once() {
         &c.submit(&token, json!({"tool": "python", "code": "print('once')"}))
             .await,
     );
-    let mut batch = c.queues.receive_batch(2).await;
-    while !batch
-        .records
-        .iter()
-        .any(|r| r.body.as_deref().unwrap_or("").contains(&id))
-    {
-        batch = c.queues.receive_batch(2).await;
-    }
+    let batch = c.queues.batch_with(&id, Duration::from_secs(60)).await;
     let first = c.dispatcher.handle(batch.clone()).await.unwrap();
     let second = c.dispatcher.handle(batch.clone()).await.unwrap();
     assert!(first.batch_item_failures.is_empty() && second.batch_item_failures.is_empty());
@@ -490,14 +483,7 @@ async fn a_failed_record_comes_back_after_the_backoff_not_the_visibility_timeout
         &c.submit(&token, json!({"tool": tool, "code": "print(1)"}))
             .await,
     );
-    let mut batch = c.queues.receive_batch(1).await;
-    while !batch
-        .records
-        .iter()
-        .any(|r| r.body.as_deref().unwrap_or("").contains(&id))
-    {
-        batch = c.queues.receive_batch(1).await;
-    }
+    let batch = c.queues.batch_with(&id, Duration::from_secs(60)).await;
     let response = c.dispatcher.handle(batch.clone()).await.unwrap();
     assert_eq!(
         response.batch_item_failures.len(),
@@ -515,20 +501,7 @@ async fn a_failed_record_comes_back_after_the_backoff_not_the_visibility_timeout
     );
     // Not acknowledged, yet back within seconds.
     let started = std::time::Instant::now();
-    let again = loop {
-        let batch = c.queues.receive_batch(1).await;
-        if batch
-            .records
-            .iter()
-            .any(|r| r.body.as_deref().unwrap_or("").contains(&id))
-        {
-            break batch;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "not redelivered"
-        );
-    };
+    let again = c.queues.batch_with(&id, Duration::from_secs(30)).await;
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(
         again.records[0]

@@ -100,25 +100,6 @@ async fn setup(
 }
 
 /// Receives until a batch carries `id`'s manifest event (skipping `s3:TestEvent`).
-async fn batch_for(
-    queues: &mecapy_shared::testing::ComputeQueues,
-    id: &str,
-) -> aws_lambda_events::event::sqs::SqsEvent {
-    for _ in 0..30 {
-        let batch = queues.receive_batch(2).await;
-        if batch
-            .records
-            .iter()
-            .any(|r| r.body.as_deref().unwrap_or("").contains(id))
-        {
-            return batch;
-        }
-        let ok = aws_lambda_events::event::sqs::SqsBatchResponse::default();
-        queues.acknowledge(&batch, &ok).await;
-    }
-    panic!("no event for job {id}");
-}
-
 #[tokio::test]
 async fn engine_outage_is_retried_then_runs_and_a_poison_message_ends_in_the_dlq() {
     let path =
@@ -148,7 +129,7 @@ async fn engine_outage_is_retried_then_runs_and_a_poison_message_ends_in_the_dlq
     // 1. The engine goes away: batch item failure, the job goes back to `queued`.
     stop(relay, &path).await;
     let id = submit("print('after the outage')").await;
-    let batch = batch_for(&queues, &id).await;
+    let batch = queues.batch_with(&id, Duration::from_secs(60)).await;
     let response = dispatcher.handle(batch.clone()).await.unwrap();
     assert_eq!(
         response.batch_item_failures.len(),
@@ -166,7 +147,7 @@ async fn engine_outage_is_retried_then_runs_and_a_poison_message_ends_in_the_dlq
     // 2. The engine is back: the redelivered message runs the job.
     let relay = Relay::start(&path);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let batch = batch_for(&queues, &id).await;
+    let batch = queues.batch_with(&id, Duration::from_secs(60)).await;
     let response = dispatcher.handle(batch.clone()).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     queues.acknowledge(&batch, &response).await;
@@ -178,7 +159,7 @@ async fn engine_outage_is_retried_then_runs_and_a_poison_message_ends_in_the_dlq
     stop(relay, &path).await;
     let poison = submit("print('never')").await;
     for receive in 1..=2 {
-        let batch = batch_for(&queues, &poison).await;
+        let batch = queues.batch_with(&poison, Duration::from_secs(60)).await;
         let response = dispatcher.handle(batch.clone()).await.unwrap();
         assert_eq!(response.batch_item_failures.len(), 1, "receive {receive}");
         queues.acknowledge(&batch, &response).await;

@@ -148,18 +148,22 @@ impl Provider {
         self.sign(self.claims_for(sub), json!({})).await
     }
 
+    async fn get_json(&self, url: &str) -> Result<Value, Failure> {
+        let failed = |e: reqwest::Error| Failure::new(format!("GET {url}: {e}"));
+        self.http
+            .get(url)
+            .send()
+            .await
+            .map_err(failed)?
+            .json()
+            .await
+            .map_err(failed)
+    }
+
     /// The `kid` the provider signs with now.
     pub async fn current_kid(&self) -> Result<String, Failure> {
         let url = format!("{}/admin/health", self.admin_url);
-        let body: Value = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| Failure::new(format!("GET {url}: {e}")))?
-            .json()
-            .await
-            .map_err(|e| Failure::new(format!("GET {url}: {e}")))?;
+        let body = self.get_json(&url).await?;
         body["kid"]
             .as_str()
             .map(str::to_string)
@@ -169,15 +173,7 @@ impl Provider {
     /// The provider's published signing key of `kid`, as a JWK.
     pub async fn public_jwk(&self, kid: &str) -> Result<Value, Failure> {
         let url = format!("{}/protocol/openid-connect/certs", self.issuer);
-        let jwks: Value = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| Failure::new(format!("GET {url}: {e}")))?
-            .json()
-            .await
-            .map_err(|e| Failure::new(format!("GET {url}: {e}")))?;
+        let jwks = self.get_json(&url).await?;
         jwks["keys"]
             .as_array()
             .into_iter()

@@ -435,6 +435,30 @@ async fn redeploy(env: &StackEnv) {
 }
 
 /// The API answers again after a deployment (functions restart with their new configuration).
+/// Checks that `/{collection}` lists the item `id`, then returns `GET /{collection}/{id}`.
+async fn listed(
+    api: &Api,
+    token: &str,
+    collection: &str,
+    id: &str,
+) -> Result<Value, mecapy_e2e::Failure> {
+    let page = api
+        .get(&format!("/{collection}?limit=100"), Some(token))
+        .await?
+        .expect(200)?;
+    let found = page["items"]
+        .as_array()
+        .is_some_and(|items| items.iter().any(|i| i["id"] == id));
+    if !found {
+        return Err(mecapy_e2e::Failure::new(format!(
+            "{id} not listed in /{collection}: {page}"
+        )));
+    }
+    api.get(&format!("/{collection}/{id}"), Some(token))
+        .await?
+        .expect(200)
+}
+
 async fn ready_again() -> StackEnv {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
@@ -514,51 +538,13 @@ async fn a_redeployment_keeps_files_and_jobs() {
 
     let api = Api::new(&after_env.api_url);
     // The data: listed and downloadable.
-    let files = ok(
-        ok(api.get("/files?limit=100", Some(&token)).await, &env).expect(200),
-        &env,
-    );
-    assert!(
-        files["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["id"] == file_id.as_str()),
-        "{file_id} not listed: {files}"
-    );
-    let meta = ok(
-        ok(
-            api.get(&format!("/files/{file_id}"), Some(&token)).await,
-            &env,
-        )
-        .expect(200),
-        &env,
-    );
+    let file = ok(listed(&api, &token, "files", &file_id).await, &env);
     let downloaded = ok(
-        api.fetch(meta["download_url"].as_str().unwrap()).await,
+        api.fetch(file["download_url"].as_str().unwrap()).await,
         &env,
     );
     assert_eq!(downloaded, content);
-    let jobs = ok(
-        ok(api.get("/compute?limit=100", Some(&token)).await, &env).expect(200),
-        &env,
-    );
-    assert!(
-        jobs["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["id"] == job_id.as_str()),
-        "{job_id} not listed: {jobs}"
-    );
-    let job = ok(
-        ok(
-            api.get(&format!("/compute/{job_id}"), Some(&token)).await,
-            &env,
-        )
-        .expect(200),
-        &env,
-    );
+    let job = ok(listed(&api, &token, "compute", &job_id).await, &env);
     assert_eq!(job["status"], "succeeded", "{job}");
     let stdout = ok(
         api.fetch(job["links"]["stdout"].as_str().unwrap()).await,
