@@ -59,9 +59,24 @@ pub struct Config {
     /// at most `retry_max` (`RETRY_BASE_SECONDS`, `RETRY_MAX_SECONDS`).
     pub retry_base: Duration,
     pub retry_max: Duration,
-    /// compute-dispatch: a job `running` for longer than this was abandoned by a dispatcher
-    /// that died (`DISPATCH_LEASE_SECONDS`, more than the function's timeout).
-    pub dispatch_lease: Duration,
+    /// compute-dispatch: time a dispatcher has, beyond a job's own limit and the sandbox's
+    /// grace, to stage its files in and out (`DISPATCH_LEASE_MARGIN_SECONDS`). A job's lease is
+    /// its limit + the grace + this; a job `running` past its lease was left by a dispatcher that
+    /// died.
+    pub dispatch_lease_margin: Duration,
+    /// compute-dispatch: records of a batch run at once (`DISPATCH_CONCURRENCY`; none: the
+    /// engine's CPU count).
+    pub dispatch_concurrency: Option<usize>,
+    /// compute-dispatch: claims of one job before it is given up as `error` when its
+    /// dispatcher keeps dying (`MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// compute-dispatch: the compute queue, where the sweep puts back the jobs it requeues
+    /// (`COMPUTE_QUEUE_URL`; none: the sweep only reports them).
+    pub compute_queue_url: Option<String>,
+    /// compute-dispatch: a job `queued` with no change for this long has lost its message
+    /// (e.g. it went to the dead-letter queue while the database was down); the sweep sends a
+    /// new one (`SWEEP_IDLE_QUEUED_SECONDS`).
+    pub sweep_idle_queued: Duration,
 }
 
 /// Lambda's synchronous invocation payload limit; multipart and base64 overhead must fit under it.
@@ -170,7 +185,18 @@ impl Config {
                 .filter(|v| !v.is_empty()),
             retry_base: Duration::from_secs(number("RETRY_BASE_SECONDS", 10)?.max(1)),
             retry_max: Duration::from_secs(number("RETRY_MAX_SECONDS", 300)?.clamp(1, 43_199)),
-            dispatch_lease: Duration::from_secs(number("DISPATCH_LEASE_SECONDS", 960)?.max(60)),
+            dispatch_lease_margin: Duration::from_secs(
+                number("DISPATCH_LEASE_MARGIN_SECONDS", 60)?.max(5),
+            ),
+            dispatch_concurrency: match number("DISPATCH_CONCURRENCY", 0)? {
+                0 => None,
+                n => Some(n.min(64) as usize),
+            },
+            max_attempts: number("MAX_ATTEMPTS", 3)?.clamp(1, 100) as u32,
+            compute_queue_url: lookup("COMPUTE_QUEUE_URL").filter(|v| !v.trim().is_empty()),
+            sweep_idle_queued: Duration::from_secs(
+                number("SWEEP_IDLE_QUEUED_SECONDS", 120)?.max(10),
+            ),
         })
     }
 }

@@ -88,6 +88,11 @@ pub mod keys {
     pub fn output(job: Uuid, name: &str) -> String {
         format!("results/{job}/out/{name}")
     }
+    /// The run's outcome, written after its results and before the database records it: a job
+    /// whose dispatcher died (or lost the database) in between is finished from it, not run again.
+    pub fn outcome(job: Uuid) -> String {
+        format!("results/{job}/outcome.json")
+    }
 
     /// The job a manifest key belongs to (`jobs/{id}/manifest.json`), if it is one.
     pub fn job_of_manifest(key: &str) -> Option<Uuid> {
@@ -95,6 +100,23 @@ pub mod keys {
         let (id, file) = rest.split_once('/')?;
         (file == MANIFEST)
             .then(|| Uuid::parse_str(id).ok())
+            .flatten()
+    }
+}
+
+/// Messages on the compute queue besides the bucket's S3 events: one place builds and reads them.
+pub mod messages {
+    use uuid::Uuid;
+
+    /// Asks the dispatcher to run `job` (the sweep sends it for a job whose message was lost).
+    pub fn dispatch(job: Uuid) -> String {
+        serde_json::json!({"type": "DispatchJob", "version": 1, "job_id": job}).to_string()
+    }
+
+    /// The job a [`dispatch`] message names; `None` for any other message.
+    pub fn job_to_dispatch(message: &serde_json::Value) -> Option<Uuid> {
+        (message["type"] == "DispatchJob")
+            .then(|| message["job_id"].as_str()?.parse().ok())
             .flatten()
     }
 }
@@ -129,6 +151,16 @@ mod tests {
             assert_eq!(JobStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(JobStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn dispatch_messages_round_trip() {
+        let id = uuid::Uuid::new_v4();
+        let body: serde_json::Value = serde_json::from_str(&messages::dispatch(id)).unwrap();
+        assert_eq!(messages::job_to_dispatch(&body), Some(id));
+        let other = serde_json::json!({"type": "DispatchJob", "job_id": "nope"});
+        assert_eq!(messages::job_to_dispatch(&other), None);
+        assert_eq!(messages::job_to_dispatch(&serde_json::json!({})), None);
     }
 
     #[test]

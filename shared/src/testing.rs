@@ -668,3 +668,77 @@ impl ComputeQueues {
         }
     }
 }
+
+/// A TCP relay in front of a real service (PostgreSQL) that a test stops and starts: stopping
+/// closes every relayed connection and refuses new ones (the port is closed), as an outage does
+/// for the clients behind it, without disturbing the other tests that use the service directly.
+pub struct TcpRelay {
+    pub port: u16,
+    target: String,
+    accept: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpRelay {
+    /// Starts relaying a new loopback port to `target` (`host:port`).
+    pub async fn start(target: &str) -> TcpRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a relay port");
+        let port = listener.local_addr().expect("relay address").port();
+        let mut relay = TcpRelay {
+            port,
+            target: target.to_string(),
+            accept: None,
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        self.accept = Some(tokio::spawn(async move {
+            // Dropped with this task: every relayed connection is aborted with it.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// The outage: open connections are cut, new ones refused.
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.accept.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// The service is back, on the same port.
+    pub async fn resume(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("rebind the relay port");
+        self.serve(listener);
+    }
+
+    /// `url` (a `postgres://` URL) pointed at the relay.
+    pub fn url_through(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).expect("a URL");
+        url.set_host(Some("127.0.0.1")).expect("host");
+        url.set_port(Some(self.port)).expect("port");
+        url.to_string()
+    }
+}
+
+impl Drop for TcpRelay {
+    fn drop(&mut self) {
+        if let Some(task) = self.accept.take() {
+            task.abort();
+        }
+    }
+}

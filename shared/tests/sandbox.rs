@@ -518,3 +518,64 @@ async fn cancelled_run_still_removes_its_containers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn the_reaper_removes_sandbox_containers_past_their_deadline_only() {
+    let rt = runtime().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Created by a dispatcher that died before starting them: nothing else would remove them.
+    let create = |deadline: u64| {
+        let job = uuid::Uuid::new_v4().to_string();
+        let out = std::process::Command::new("docker")
+            .args(["create", "--network", "none"])
+            .args(["--label", "org.mecapy.sandbox=job"])
+            .args(["--label", &format!("{JOB_LABEL}={job}")])
+            .args([
+                "--label",
+                &format!("org.mecapy.sandbox-deadline={deadline}"),
+            ])
+            .args([IMAGE, "sleep", "600"])
+            .output()
+            .expect("docker create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        job
+    };
+    let expired = create(now - 10);
+    let current = create(now + 600);
+    let reaped = rt.reap().await.unwrap();
+    assert!(!reaped.is_empty(), "nothing reaped");
+    assert!(rt
+        .containers_with_label(JOB_LABEL, &expired)
+        .await
+        .unwrap()
+        .is_empty());
+    let kept = rt.containers_with_label(JOB_LABEL, &current).await.unwrap();
+    assert_eq!(kept.len(), 1, "a container within its deadline was reaped");
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &kept[0]])
+        .output();
+}
+
+#[tokio::test]
+async fn the_job_is_killed_inside_its_container_at_the_limit() {
+    // The job ignores SIGTERM and outlives the dispatcher's own timer only if nothing inside
+    // enforces the limit: `timeout -s KILL` does, at the limit itself.
+    let rt = runtime().await;
+    let code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('start', flush=True)\nwhile True:\n    time.sleep(0.01)\n";
+    let result = run(&rt, &job(code, limits(2))).await;
+    expect(&result, Outcome::Timeout);
+    assert_eq!(result.exit_code, Some(137));
+    assert!(
+        result.duration < Duration::from_millis(2900),
+        "{:?}",
+        result.duration
+    );
+    assert_eq!(text(&result.stdout), "start\n");
+}

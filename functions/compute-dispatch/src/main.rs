@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{service_fn, LambdaEvent};
 
@@ -8,9 +9,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = mecapy_shared::AppState::from_env().await?;
     let runtime = Arc::new(mecapy_shared::sandbox::DockerRuntime::connect().await?);
     let dispatcher = Arc::new(compute_dispatch::Dispatcher::from_env(state, runtime).await?);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let dispatcher = dispatcher.clone();
-        async move { Box::pin(dispatcher.handle(event.payload)).await }
+        let deadline = deadline(event.context.deadline);
+        async move { Box::pin(dispatcher.handle_event(event.payload, Some(deadline))).await }
     }))
     .await
+}
+
+/// The invocation's deadline (milliseconds since the epoch) as an `Instant`.
+fn deadline(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }

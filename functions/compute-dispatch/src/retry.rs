@@ -33,8 +33,9 @@ impl RetryBackoff {
         delay(self.base, self.max, receives)
     }
 
-    /// Best effort: on failure the record simply waits for the queue's visibility timeout.
-    pub async fn postpone(&self, record: &SqsMessage, receives: u32) {
+    /// Makes the record visible again after `delay`. Best effort: on failure the record simply
+    /// waits for the queue's visibility timeout.
+    pub async fn postpone(&self, record: &SqsMessage, delay: Duration) {
         let (Some(arn), Some(handle)) = (&record.event_source_arn, &record.receipt_handle) else {
             return;
         };
@@ -42,7 +43,6 @@ impl RetryBackoff {
             Ok(url) => url,
             Err(e) => return tracing::warn!(arn, error = e, "no queue URL: default visibility"),
         };
-        let delay = self.delay(receives);
         let changed = self
             .client
             .change_message_visibility()

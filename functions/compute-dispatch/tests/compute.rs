@@ -44,6 +44,8 @@ async fn compute(max_receives: u32) -> Compute {
             &queues.events_url,
         )),
         retries: None,
+        compute_queue: None,
+        concurrency: 2,
     };
     Compute {
         ctx,
@@ -422,22 +424,31 @@ async fn a_job_left_running_by_a_dead_dispatcher_is_claimed_again_after_its_leas
     );
     let uuid: uuid::Uuid = id.parse().unwrap();
     let client = c.ctx.state.db.get().await.unwrap();
-    // A dispatcher claimed it a minute ago and died: within the lease, a redelivery leaves it.
+    // A dispatcher claimed it and died: within its lease, a redelivery leaves it alone and asks
+    // to come back when the lease ends.
     client
         .execute(
-            "UPDATE jobs SET status = 'running', attempts = 1,
-                 started_at = now() - interval '1 minute' WHERE id = $1",
+            "UPDATE jobs SET status = 'running', attempts = 1, started_at = now(),
+                 lease_expires_at = now() + interval '1 minute' WHERE id = $1",
             &[&uuid],
         )
         .await
         .unwrap();
-    c.dispatcher.run_job(uuid).await.unwrap();
+    match c.dispatcher.run_job(uuid).await {
+        Err(compute_dispatch::DispatchError::Later { after, .. }) => {
+            assert!(
+                after > Duration::from_secs(50) && after <= Duration::from_secs(61),
+                "{after:?}"
+            )
+        }
+        other => panic!("a held job must be left to its dispatcher: {other:?}"),
+    }
     let job = c.job(&token, &id).await;
     assert_eq!(job["status"], "running", "{job}");
-    // Past the lease (default 960 s), the next delivery runs it.
+    // Past the lease, the next delivery runs it.
     client
         .execute(
-            "UPDATE jobs SET started_at = now() - interval '1 hour' WHERE id = $1",
+            "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
             &[&uuid],
         )
         .await
@@ -446,6 +457,34 @@ async fn a_job_left_running_by_a_dead_dispatcher_is_claimed_again_after_its_leas
     let job = c.job(&token, &id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
+    assert!(job["lease_expires_at"].is_null(), "{job}");
+}
+
+#[tokio::test]
+async fn a_job_abandoned_max_attempts_times_is_given_up() {
+    let c = compute(3).await;
+    let token = c.ctx.token_for("abandoned-thrice").await;
+    let id = job_id(
+        &c.submit(&token, json!({"tool": "python", "code": "print('never')"}))
+            .await,
+    );
+    let uuid: uuid::Uuid = id.parse().unwrap();
+    let client = c.ctx.state.db.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE jobs SET status = 'running', attempts = 3, started_at = now() - interval '5 minutes',
+                 lease_expires_at = now() - interval '1 minute' WHERE id = $1",
+            &[&uuid],
+        )
+        .await
+        .unwrap();
+    c.dispatcher.run_job(uuid).await.unwrap();
+    let job = c.job(&token, &id).await;
+    assert_eq!(job["status"], "error", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("3 attempts"),
+        "{job}"
+    );
 }
 
 #[tokio::test]

@@ -95,6 +95,8 @@ async fn setup(
             &queues.events_url,
         )),
         retries: None,
+        compute_queue: None,
+        concurrency: 2,
     };
     (ctx, queues, dispatcher, relay)
 }

@@ -221,6 +221,8 @@ async fn compute(ctx: &TestContext, token: &str) {
             &queues.events_url,
         )),
         retries: None,
+        compute_queue: None,
+        concurrency: 2,
     });
     let queues = Arc::new(queues);
     // One job at a time: manifest put (inside submit) → event → dispatch → succeeded.

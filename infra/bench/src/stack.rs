@@ -205,6 +205,93 @@ async fn cold_and_warm(
     measured
 }
 
+/// Trivial jobs submitted together for the throughput rows.
+const BURST: usize = 30;
+
+fn timestamp(job: &Value, field: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    job[field].as_str()?.parse().ok()
+}
+
+/// Jobs per second through the deployed stack (API → S3 → SQS → compute-dispatch → Docker), a
+/// burst of [`BURST`] trivial jobs, against a bare sequential `docker run` of the same image
+/// measured in the same run; and the wait in the queue (claim − submission).
+async fn throughput(api: &Api, token: &str) -> Result<(), String> {
+    let bare_started = Instant::now();
+    for _ in 0..BURST {
+        let status = std::process::Command::new("docker")
+            .args(["run", "--rm", "--network", "none", "mecapy-python:bookworm"])
+            .args(["python3", "-c", "print('ok')"])
+            .status()
+            .map_err(|e| format!("docker run: {e}"))?;
+        if !status.success() {
+            return Err("bare docker run failed".into());
+        }
+    }
+    let bare_rate = BURST as f64 / bare_started.elapsed().as_secs_f64();
+
+    let body = json!({"tool": "python", "code": "print('ok')"});
+    let submissions = (0..BURST).map(|_| api.post_json("/compute", Some(token), &body));
+    let mut ids = Vec::with_capacity(BURST);
+    for reply in futures_util::future::join_all(submissions).await {
+        let reply = reply.map_err(|f| f.to_string())?;
+        let job = reply.expect(202).map_err(|f| f.to_string())?;
+        ids.push(job["job_id"].as_str().unwrap_or_default().to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut jobs = Vec::with_capacity(BURST);
+    for id in &ids {
+        loop {
+            let job = api
+                .get(&format!("/compute/{id}"), Some(token))
+                .await
+                .map_err(|f| f.to_string())?
+                .expect(200)
+                .map_err(|f| f.to_string())?;
+            if !matches!(job["status"].as_str(), Some("queued" | "running")) {
+                if job["status"] != "succeeded" {
+                    return Err(format!("job {id} ended {}", job["status"]));
+                }
+                jobs.push(job);
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("job {id} still {} after 300 s", job["status"]));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let first = jobs.iter().filter_map(|j| timestamp(j, "created_at")).min();
+    let last = jobs
+        .iter()
+        .filter_map(|j| timestamp(j, "finished_at"))
+        .max();
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err("jobs without timestamps".into());
+    };
+    let drained = (last - first).to_std().unwrap_or_default();
+    let stack_rate = BURST as f64 / drained.as_secs_f64();
+    let waits: Vec<Duration> = jobs
+        .iter()
+        .filter_map(|j| {
+            (timestamp(j, "started_at")? - timestamp(j, "created_at")?)
+                .to_std()
+                .ok()
+        })
+        .collect();
+    let (wait_p50, wait_p99) = summary(waits);
+    println!(
+        "| throughput, {BURST} trivial jobs submitted together: through the deployed stack / bare sequential `docker run` | {stack_rate:.2} / {bare_rate:.2} jobs/s = {:.2} (drained in {}) | ≥ 0.90 |",
+        stack_rate / bare_rate,
+        fmt(drained)
+    );
+    println!(
+        "| queue wait of those jobs (claimed − submitted), p50 / p99 | {} / {} | |",
+        fmt(wait_p50),
+        fmt(wait_p99)
+    );
+    Ok(())
+}
+
 /// The rows of the deployed stack.
 pub async fn measure(env: &StackEnv) {
     let api = Api::new(&env.api_url);
@@ -241,6 +328,14 @@ pub async fn measure(env: &StackEnv) {
                 std::process::exit(1);
             }
         }
+    }
+
+    if let Err(e) = throughput(&api, &token).await {
+        eprintln!(
+            "bench: the throughput burst failed: {e}\nwhere to look: {}",
+            env.where_to_look()
+        );
+        std::process::exit(1);
     }
 
     let mut totals = Vec::with_capacity(DEMO_RUNS);

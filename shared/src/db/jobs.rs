@@ -35,6 +35,8 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// While `running`: until when the claiming dispatcher holds the job.
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl Job {
@@ -70,6 +72,7 @@ impl From<&Row> for Job {
             updated_at: r.get("updated_at"),
             started_at: r.get("started_at"),
             finished_at: r.get("finished_at"),
+            lease_expires_at: r.get("lease_expires_at"),
         }
     }
 }
@@ -179,22 +182,26 @@ pub async fn cancel(
 }
 
 /// queued → running: the atomic claim. `None` if the job is not queued (already claimed,
-/// finished, cancelled or deleted). A job `running` for longer than `lease` (more than the
-/// dispatcher's own time limit) was left by a dispatcher that died mid-run: it is claimed again,
-/// so a crashed or timed-out invocation never strands a job.
+/// finished, cancelled or deleted). The claim holds a lease of the job's own wall-clock limit
+/// plus `margin` (the sandbox's grace and the dispatcher's time to stage files in and out): no
+/// run of it can last longer. A job still `running` past its lease was left by a dispatcher that
+/// died: it is claimed again, unless it has already been claimed `max_attempts` times.
 pub async fn claim(
     db: &impl GenericClient,
     id: Uuid,
-    lease: std::time::Duration,
+    margin: std::time::Duration,
+    max_attempts: u32,
 ) -> Result<Option<Job>, DbError> {
     returning(
         db,
         "UPDATE jobs SET status = 'running', started_at = now(), attempts = attempts + 1,
+             lease_expires_at = now() + make_interval(secs =>
+                 COALESCE((limits->>'timeout_seconds')::float8, 0) + $2),
              updated_at = now()
          WHERE id = $1 AND (status = 'queued'
-             OR (status = 'running' AND started_at < now() - make_interval(secs => $2)))
+             OR (status = 'running' AND lease_expires_at < now() AND attempts < $3))
          RETURNING *",
-        &[&id, &lease.as_secs_f64()],
+        &[&id, &margin.as_secs_f64(), &(max_attempts as i32)],
     )
     .await
 }
@@ -202,7 +209,8 @@ pub async fn claim(
 /// running → queued, after a transient failure, so the retry can claim it again.
 pub async fn release(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<(), DbError> {
     db.execute(
-        "UPDATE jobs SET status = 'queued', started_at = NULL, error = $2, updated_at = now()
+        "UPDATE jobs SET status = 'queued', started_at = NULL, lease_expires_at = NULL,
+             error = $2, updated_at = now()
          WHERE id = $1 AND status = 'running'",
         &[&id, &reason],
     )
@@ -210,11 +218,64 @@ pub async fn release(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<
     Ok(())
 }
 
+/// Jobs `running` past their lease: their dispatcher died. Oldest first, at most `limit`.
+pub async fn expired_leases(db: &impl GenericClient, limit: i64) -> Result<Vec<Job>, DbError> {
+    let rows = db
+        .query(
+            &format!(
+                "{SELECT} WHERE j.status = 'running' AND j.lease_expires_at < now()
+                 ORDER BY j.lease_expires_at LIMIT $1"
+            ),
+            &[&limit],
+        )
+        .await?;
+    Ok(rows.iter().map(Job::from).collect())
+}
+
+/// running (past its lease) → queued: the sweep gives the job of a dead dispatcher back to the
+/// queue. `None` if it changed meanwhile.
+pub async fn requeue_expired(
+    db: &impl GenericClient,
+    id: Uuid,
+    reason: &str,
+) -> Result<Option<Job>, DbError> {
+    returning(
+        db,
+        "UPDATE jobs SET status = 'queued', started_at = NULL, lease_expires_at = NULL,
+             error = $2, updated_at = now()
+         WHERE id = $1 AND status = 'running' AND lease_expires_at < now() RETURNING *",
+        &[&id, &reason],
+    )
+    .await
+}
+
+/// Jobs `queued` with no change for `idle`: their message may have been lost or moved to the
+/// dead-letter queue (e.g. while the database was down). Each is touched, so the next sweep
+/// leaves it alone for another `idle`. At most `limit`, oldest first.
+pub async fn touch_idle_queued(
+    db: &impl GenericClient,
+    idle: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>, DbError> {
+    let rows = db
+        .query(
+            "UPDATE jobs SET updated_at = now() WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE status = 'queued' AND updated_at < now() - make_interval(secs => $1)
+                 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[&idle.as_secs_f64(), &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get("id")).collect())
+}
+
 /// queued|running → error: the platform could not run it (permanent failure).
 pub async fn fail(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<Option<Job>, DbError> {
     returning(
         db,
-        "UPDATE jobs SET status = 'error', error = $2, finished_at = now(), updated_at = now()
+        "UPDATE jobs SET status = 'error', error = $2, finished_at = now(), updated_at = now(),
+             lease_expires_at = NULL
          WHERE id = $1 AND status IN ('queued', 'running') RETURNING *",
         &[&id, &reason],
     )
@@ -244,7 +305,8 @@ pub async fn finish(
         db,
         "UPDATE jobs SET status = $2, exit_code = $3, duration_ms = $4, image_digest = $5,
              limits = $6, stdout_truncated = $7, stderr_truncated = $8, outputs = $9,
-             outputs_truncated = $10, error = NULL, finished_at = now(), updated_at = now()
+             outputs_truncated = $10, error = NULL, finished_at = now(), updated_at = now(),
+             lease_expires_at = NULL
          WHERE id = $1 AND status = 'running' RETURNING *",
         &[
             &id,

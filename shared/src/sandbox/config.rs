@@ -1,8 +1,17 @@
 //! The engine-side configuration of a run: the `/work` volume, the container that keeps it
 //! mounted and the job's command exec'd into that container. Every restriction of the sandbox
-//! is here.
+//! is here, and so is what bounds a run when nobody watches it any more:
+//!
+//! - the job's command runs under `timeout -s KILL {limit}` inside the container, so the wall
+//!   clock holds even if the dispatcher is gone;
+//! - the container's own process is `sleep {limit + HOLDER_GRACE}`: when it ends, PID 1 (the
+//!   engine's init) exits, the kernel kills whatever is left in the container, and the engine
+//!   removes the container and its `/work` (`AutoRemove`);
+//! - its labels carry its deadline, so the reaper removes one that was never started or that
+//!   the engine failed to remove.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bollard::models::{
     ContainerCreateBody, ExecConfig, HostConfig, HostConfigLogConfig, Mount, MountType,
@@ -19,6 +28,16 @@ const KEEPER_USER: &str = "0:0";
 /// Files allowed in `/work` and in `/tmp` each: inodes cost kernel memory that the size limit
 /// alone does not bound.
 const INODES: u32 = 16384;
+/// How long a job's container outlives the job's wall-clock limit: room to copy the inputs in
+/// before the command starts and the outputs out after it ends. The container cannot live longer.
+pub const HOLDER_GRACE: Duration = Duration::from_secs(3);
+/// Label holding the Unix time (seconds) after which the container must be gone.
+pub const DEADLINE_LABEL: &str = "org.mecapy.sandbox-deadline";
+
+/// Seconds for `sleep` and `timeout`, rounded up to the millisecond.
+fn seconds(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() + 0.000_5)
+}
 
 /// `/work`: an anonymous tmpfs-backed local volume of `size_mb`, owned by the sandbox user. It is
 /// created with the container and removed with it.
@@ -78,9 +97,10 @@ pub(super) fn job_config(
     let memory = limits.memory_mb.saturating_mul(MIB);
     ContainerCreateBody {
         image: Some(image.into()),
-        // The container itself only keeps `/work` mounted; the job is exec'd into it.
+        // The container itself only keeps `/work` mounted, for the job's limit and a grace; the
+        // job is exec'd into it.
         entrypoint: Some(vec!["sleep".into()]),
-        cmd: Some(vec!["infinity".into()]),
+        cmd: Some(vec![seconds(limits.timeout + HOLDER_GRACE)]),
         // Root without any capability: the job (uid 1000) cannot signal it, so it cannot lose
         // `/work` by stopping the container. The job itself runs as [`USER`], see [`job_exec`].
         user: Some(KEEPER_USER.into()),
@@ -109,6 +129,9 @@ pub(super) fn job_config(
             init: Some(true),
             // Under host memory pressure, jobs go before anything else.
             oom_score_adj: Some(500),
+            // Once its process ends (at the latest limit + grace), the engine removes it and
+            // its `/work`, whether or not a dispatcher is still there to do it.
+            auto_remove: Some(true),
             ..locked_down(work_mount(limits.work_mb, work_labels))
         }),
         ..Default::default()
@@ -119,9 +142,20 @@ pub(super) fn job_config(
 /// the spec's environment only (the container's own is empty). An exec'd process is in the
 /// container's cgroups and namespaces and gets its capabilities (none), `no-new-privileges` and
 /// OOM score.
+///
+/// The command runs under coreutils' `timeout`, which kills its process group at the limit even
+/// when the dispatcher is gone (the image must provide `timeout`; a job that kills it still ends
+/// with its container).
 pub(super) fn job_exec(spec: &JobSpec) -> ExecConfig {
+    let mut cmd = vec![
+        "timeout".to_string(),
+        "-s".into(),
+        "KILL".into(),
+        seconds(spec.limits.timeout),
+    ];
+    cmd.extend(spec.command.iter().cloned());
     ExecConfig {
-        cmd: Some(spec.command.clone()),
+        cmd: Some(cmd),
         user: Some(USER.into()),
         working_dir: Some("/work".into()),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),

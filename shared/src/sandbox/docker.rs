@@ -10,7 +10,7 @@
 //! the dispatcher works from inside a container that only shares the engine's socket.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::errors::Error as EngineError;
 use bollard::exec::{StartExecOptions, StartExecResults};
@@ -27,7 +27,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use super::archive::{self, capture, AbortOnDrop, Capped, Collected};
 use super::cleanup::Created;
-use super::config::{job_config, job_exec, kill_exec};
+use super::config::{job_config, job_exec, kill_exec, DEADLINE_LABEL, HOLDER_GRACE};
 use super::{
     validate, ContainerRuntime, JobSpec, Limits, Outcome, RunResult, SandboxError, SANDBOX_LABEL,
 };
@@ -40,6 +40,12 @@ const EXEC_POLL: Duration = Duration::from_millis(500);
 const LINGER: Duration = Duration::from_secs(1);
 /// How long the job's output may take to end once its processes were killed at its timeout.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+/// The command is killed inside the container at its limit (see [`job_exec`]); the dispatcher's
+/// own timer is a fallback, a little later.
+const TIMER_SLACK: Duration = Duration::from_secs(1);
+/// A SIGKILL exit this close to the limit is the in-container `timeout` at work (the process
+/// starts a little before the dispatcher's clock does).
+const LIMIT_TOLERANCE: Duration = Duration::from_millis(250);
 
 type Captured = ((bytes::Bytes, bool), (bytes::Bytes, bool));
 
@@ -175,6 +181,8 @@ impl DockerRuntime {
         let mut waiting = self.docker.wait_container(id, None);
         match waiting.next().await {
             Some(Ok(_)) | Some(Err(EngineError::DockerContainerWaitError { .. })) => Ok(()),
+            // Already removed by the engine (`AutoRemove`).
+            Some(Err(e)) if is_status(&e, &[404]) => Ok(()),
             Some(Err(e)) => Err(engine_error("waiting for the job", e)),
             None => Err(SandboxError::Unavailable(
                 "the engine closed the wait without an exit status".into(),
@@ -283,15 +291,17 @@ impl DockerRuntime {
         matches!(self.docker.inspect_exec(&exec.id).await, Ok(i) if i.exit_code == Some(0))
     }
 
-    /// The container's state as the engine reports it now.
+    /// The container's state as the engine reports it now; a container the engine has already
+    /// removed (`AutoRemove`, once stopped) is not running.
     pub(super) async fn state(&self, id: &str) -> Result<ContainerState, SandboxError> {
-        Ok(self
-            .docker
-            .inspect_container(id, None)
-            .await
-            .map_err(|e| engine_error("inspecting a container", e))?
-            .state
-            .unwrap_or_default())
+        match self.docker.inspect_container(id, None).await {
+            Ok(found) => Ok(found.state.unwrap_or_default()),
+            Err(e) if is_status(&e, &[404]) => Ok(ContainerState {
+                running: Some(false),
+                ..Default::default()
+            }),
+            Err(e) => Err(engine_error("inspecting a container", e)),
+        }
     }
 
     async fn execute(
@@ -302,10 +312,16 @@ impl DockerRuntime {
         input: bytes::Bytes,
         created: &mut Created,
     ) -> Result<RunResult, SandboxError> {
+        let deadline = SystemTime::now() + spec.limits.timeout + HOLDER_GRACE;
+        let deadline = deadline
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() + 1)
+            .unwrap_or(0);
         let labels = |role: &str| {
             let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
             labels.insert(SANDBOX_LABEL.into(), role.into());
             labels.insert(format!("{SANDBOX_LABEL}-run"), name.into());
+            labels.insert(DEADLINE_LABEL.into(), deadline.to_string());
             labels
         };
 
@@ -355,10 +371,9 @@ impl DockerRuntime {
             Capped::new(spec.limits.stderr_max_bytes),
             stop_rx,
         )));
+        let timer = spec.limits.timeout + TIMER_SLACK;
         let (timed_out, captured, work_lost) =
-            match tokio::time::timeout(spec.limits.timeout, self.exec_done(&exec, &mut capture.0))
-                .await
-            {
+            match tokio::time::timeout(timer, self.exec_done(&exec, &mut capture.0)).await {
                 Ok(done) => (false, done?, false),
                 Err(_) => {
                     let (captured, lost) = self.stop_job(&job, &mut capture.0).await?;
@@ -409,6 +424,9 @@ impl DockerRuntime {
             }
             None => exit_code,
         };
+        // Killed by the in-container `timeout` at the limit.
+        let timed_out = timed_out
+            || (exit_code == Some(137) && duration + LIMIT_TOLERANCE >= spec.limits.timeout);
         let oom = !timed_out && self.oom_killed(&job, exit_code, oom_event).await?;
         let outcome = if timed_out {
             Outcome::Timeout
@@ -504,5 +522,16 @@ impl ContainerRuntime for DockerRuntime {
             .await
             .map(|_| ())
             .map_err(|e| SandboxError::Unavailable(format!("ping: {e}")))
+    }
+
+    async fn reap(&self) -> Result<Vec<String>, SandboxError> {
+        self.reap_expired().await
+    }
+
+    async fn capacity(&self) -> Option<usize> {
+        let info = self.docker.info().await.ok()?;
+        info.ncpu
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n > 0)
     }
 }

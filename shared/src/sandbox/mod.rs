@@ -16,12 +16,14 @@ mod cleanup;
 mod config;
 mod docker;
 mod oom;
+mod reaper;
 mod validate;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use config::{DEADLINE_LABEL, HOLDER_GRACE};
 pub use docker::DockerRuntime;
 
 /// The label every container and volume the sandbox creates carries, so leftovers can be found
@@ -191,6 +193,13 @@ pub trait ContainerRuntime: Send + Sync {
     async fn run(&self, spec: &JobSpec) -> Result<RunResult, SandboxError>;
     /// Checks that the engine answers.
     async fn ping(&self) -> Result<(), SandboxError>;
+    /// Removes what outlived its deadline (a run's limit plus [`HOLDER_GRACE`]): the backstop
+    /// for runs whose dispatcher died. Returns what was removed.
+    async fn reap(&self) -> Result<Vec<String>, SandboxError>;
+    /// How many jobs the engine runs well at once (its CPU count), if it says.
+    async fn capacity(&self) -> Option<usize> {
+        None
+    }
 }
 
 #[cfg(test)]
