@@ -569,6 +569,9 @@ ensure_bucket() {
 # - functions reach LocalStack (AWS_ENDPOINT_URL), PostgreSQL and the OIDC provider at the bridge
 #   address, and the Docker engine through its mounted socket (compute-dispatch starts the
 #   compute containers); the label lets `down` find leftover containers;
+# - the SQS event source polls again 0.1 s after a batch (LocalStack's default waits 1 s) and at
+#   most 1 s after empty polls (default: up to 10 s), as AWS's continuous pollers do: a burst of
+#   jobs is not held in the queue by the emulator;
 # - an idle function keeps its warm container 5 minutes; a cold start may take up to 60 s on a
 #   busy machine before LocalStack gives up; stopped containers are removed;
 # - CloudFormation runs on LocalStack's legacy engine: 4.9.2's default (v2) engine fails to
@@ -593,6 +596,8 @@ localstack_settings() {
     "LAMBDA_KEEPALIVE_MS=${LAMBDA_KEEPALIVE_MS:-300000}" \
     "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT=${LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT:-60}" \
     "LAMBDA_REMOVE_CONTAINERS=${LAMBDA_REMOVE_CONTAINERS:-1}" \
+    "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=${LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC:-0.1}" \
+    "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC=${LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC:-1}" \
     "PROVIDER_OVERRIDE_CLOUDFORMATION=${PROVIDER_OVERRIDE_CLOUDFORMATION:-engine-legacy}"
 }
 
