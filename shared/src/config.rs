@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::db::DatabaseConfig;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -27,7 +29,8 @@ pub struct OidcConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub database_url: String,
+    /// `DATABASE_URL` (with its `sslmode`, `sslrootcert`), `PGSSLROOTCERT`, `DATABASE_CA_CERT`.
+    pub database: DatabaseConfig,
     pub upload_bucket: String,
     pub oidc: OidcConfig,
     /// Origins allowed by CORS; requests from other origins get no CORS headers.
@@ -142,7 +145,7 @@ impl Config {
         }
 
         Ok(Config {
-            database_url: required("DATABASE_URL")?,
+            database: DatabaseConfig::from_lookup(&lookup)?,
             upload_bucket: required("UPLOAD_BUCKET")?,
             oidc: OidcConfig {
                 issuer,
@@ -217,6 +220,25 @@ mod tests {
         vars.remove("DATABASE_URL");
         let err = load(&vars).unwrap_err().to_string();
         assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn malformed_sslmode_or_ca_is_named() {
+        let mut vars = base();
+        vars.insert(
+            "DATABASE_URL",
+            "postgres://u:p@127.0.0.1/db?sslmode=verify".into(),
+        );
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(
+            err.contains("DATABASE_URL") && err.contains("verify-full"),
+            "{err}"
+        );
+
+        let mut vars = base();
+        vars.insert("DATABASE_CA_CERT", "-----BEGIN nothing".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_CA_CERT"), "{err}");
     }
 
     #[test]
