@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::db::DatabaseConfig;
+use crate::db::tls::{self, DatabaseConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -29,8 +29,12 @@ pub struct OidcConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `DATABASE_URL` (with its `sslmode`, `sslrootcert`), `PGSSLROOTCERT`, `DATABASE_CA_CERT`.
-    pub database: DatabaseConfig,
+    /// `DATABASE_URL`, with its `sslmode` and `sslrootcert` ([`Config::database`] reads it).
+    pub database_url: String,
+    /// `PGSSLROOTCERT`: the database's CA file when the URL names none.
+    pub database_root_cert: Option<String>,
+    /// `DATABASE_CA_CERT`: the database's CA as PEM text.
+    pub database_ca_cert: Option<String>,
     pub upload_bucket: String,
     pub oidc: OidcConfig,
     /// Origins allowed by CORS; requests from other origins get no CORS headers.
@@ -144,8 +148,10 @@ impl Config {
             });
         }
 
-        Ok(Config {
-            database: DatabaseConfig::from_lookup(&lookup)?,
+        let config = Config {
+            database_url: required("DATABASE_URL")?,
+            database_root_cert: lookup(tls::ROOT_CERT_VAR).filter(|v| !v.trim().is_empty()),
+            database_ca_cert: lookup(tls::CA_VAR).filter(|v| !v.trim().is_empty()),
             upload_bucket: required("UPLOAD_BUCKET")?,
             oidc: OidcConfig {
                 issuer,
@@ -174,6 +180,19 @@ impl Config {
             retry_base: Duration::from_secs(number("RETRY_BASE_SECONDS", 10)?.max(1)),
             retry_max: Duration::from_secs(number("RETRY_MAX_SECONDS", 300)?.clamp(1, 43_199)),
             dispatch_lease: Duration::from_secs(number("DISPATCH_LEASE_SECONDS", 960)?.max(60)),
+        };
+        // sslmode, the CA file and text: a mistake fails start-up, not the first query.
+        config.database()?;
+        Ok(config)
+    }
+
+    /// How to reach PostgreSQL: the URL without `sslmode`/`sslrootcert`, and the TLS connector.
+    pub fn database(&self) -> Result<DatabaseConfig, ConfigError> {
+        DatabaseConfig::from_lookup(|name| match name {
+            tls::URL_VAR => Some(self.database_url.clone()),
+            tls::ROOT_CERT_VAR => self.database_root_cert.clone(),
+            tls::CA_VAR => self.database_ca_cert.clone(),
+            _ => None,
         })
     }
 }

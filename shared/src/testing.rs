@@ -67,7 +67,8 @@ fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
-/// The database configuration of `url` with the rest of `env` (`DATABASE_CA_CERT`).
+/// How to reach the database at `url`, with the CA variables of `env` (`PGSSLROOTCERT`,
+/// `DATABASE_CA_CERT`).
 pub fn database_config(url: &str, env: &HashMap<String, String>) -> db::DatabaseConfig {
     db::DatabaseConfig::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.to_string()),
@@ -176,9 +177,7 @@ impl TestContext {
     /// A state whose database is a closed port: every query is "PostgreSQL down".
     pub fn state_without_database(&self) -> AppState {
         let mut config = self.config.clone();
-        config.database =
-            db::DatabaseConfig::parse("postgres://mecapy:mecapy@127.0.0.1:9/mecapy", None)
-                .expect("a closed port's URL");
+        config.database_url = "postgres://mecapy:mecapy@127.0.0.1:9/mecapy".into();
         AppState::with_storage(config, self.state.storage.clone()).expect("app state")
     }
 
