@@ -71,10 +71,35 @@ pub struct Config {
     pub dispatch_lease: Duration,
 }
 
+fn database_config(
+    url: &str,
+    root_cert: Option<&str>,
+    ca_cert: Option<&str>,
+) -> Result<DatabaseConfig, ConfigError> {
+    DatabaseConfig::from_lookup(|name| {
+        match name {
+            tls::URL_VAR => Some(url),
+            tls::ROOT_CERT_VAR => root_cert,
+            tls::CA_VAR => ca_cert,
+            _ => None,
+        }
+        .map(str::to_string)
+    })
+}
+
 /// Lambda's synchronous invocation payload limit; multipart and base64 overhead must fit under it.
 pub const LAMBDA_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
 
 impl Config {
+    /// How to reach PostgreSQL: the URL without `sslmode`/`sslrootcert`, and the TLS connector.
+    pub fn database(&self) -> Result<DatabaseConfig, ConfigError> {
+        database_config(
+            &self.database_url,
+            self.database_root_cert.as_deref(),
+            self.database_ca_cert.as_deref(),
+        )
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -148,10 +173,20 @@ impl Config {
             });
         }
 
-        let config = Config {
-            database_url: required("DATABASE_URL")?,
-            database_root_cert: lookup(tls::ROOT_CERT_VAR).filter(|v| !v.trim().is_empty()),
-            database_ca_cert: lookup(tls::CA_VAR).filter(|v| !v.trim().is_empty()),
+        // sslmode, the CA file and text: a mistake fails start-up, not the first query.
+        let database_url = required("DATABASE_URL")?;
+        let database_root_cert = lookup(tls::ROOT_CERT_VAR).filter(|v| !v.trim().is_empty());
+        let database_ca_cert = lookup(tls::CA_VAR).filter(|v| !v.trim().is_empty());
+        database_config(
+            &database_url,
+            database_root_cert.as_deref(),
+            database_ca_cert.as_deref(),
+        )?;
+
+        Ok(Config {
+            database_url,
+            database_root_cert,
+            database_ca_cert,
             upload_bucket: required("UPLOAD_BUCKET")?,
             oidc: OidcConfig {
                 issuer,
@@ -180,19 +215,6 @@ impl Config {
             retry_base: Duration::from_secs(number("RETRY_BASE_SECONDS", 10)?.max(1)),
             retry_max: Duration::from_secs(number("RETRY_MAX_SECONDS", 300)?.clamp(1, 43_199)),
             dispatch_lease: Duration::from_secs(number("DISPATCH_LEASE_SECONDS", 960)?.max(60)),
-        };
-        // sslmode, the CA file and text: a mistake fails start-up, not the first query.
-        config.database()?;
-        Ok(config)
-    }
-
-    /// How to reach PostgreSQL: the URL without `sslmode`/`sslrootcert`, and the TLS connector.
-    pub fn database(&self) -> Result<DatabaseConfig, ConfigError> {
-        DatabaseConfig::from_lookup(|name| match name {
-            tls::URL_VAR => Some(self.database_url.clone()),
-            tls::ROOT_CERT_VAR => self.database_root_cert.clone(),
-            tls::CA_VAR => self.database_ca_cert.clone(),
-            _ => None,
         })
     }
 }
