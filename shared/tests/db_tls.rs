@@ -224,10 +224,9 @@ async fn a_host_name_the_certificate_does_not_carry_is_refused_by_verify_full_on
         )
     };
     let url = local.url_at("db.invalid", &query("verify-full"));
-    let e = connect(&url, None)
-        .await
-        .err()
-        .expect("verify-full with host db.invalid connected");
+    let Err(e) = connect(&url, None).await else {
+        panic!("verify-full with host db.invalid connected");
+    };
     assert!(
         e.contains("certificate") && e.contains("not valid for name"),
         "{e}"
