@@ -121,14 +121,28 @@ deploy() {
     aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation delete-stack --stack-name "$STACK_NAME"
     aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation wait stack-delete-complete --stack-name "$STACK_NAME" || true
   fi
-  # DEPLOY_PARAMETER_OVERRIDES="Key=Value ...": on top of samconfig's (SAM replaces the whole
-  # list when --parameter-overrides is given, so samconfig's list is passed again first).
-  local extra=() base=()
-  if [[ -n ${DEPLOY_PARAMETER_OVERRIDES:-} ]]; then
-    mapfile -t base < <(python3 -c 'import sys, tomllib
+  # On top of samconfig's list (SAM replaces the whole list when --parameter-overrides is given,
+  # so samconfig's list is passed again first; a later Key=Value wins):
+  # - PostgreSQL over verified TLS: sslmode=verify-full on samconfig's DatabaseUrl, and the local
+  #   CA (infra/services.sh, PGSSLROOTCERT) as DatabaseCaCert, because the functions' containers
+  #   cannot read the host's files: its PEM in one quoted value, line breaks written as \n;
+  # - DEPLOY_PARAMETER_OVERRIDES="Key=Value ...".
+  local extra=() base=() tls=() item pem
+  mapfile -t base < <(python3 -c 'import sys, tomllib
 print("\n".join(tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["deploy"]["parameters"]["parameter_overrides"]))' "$CONFIG_ENV")
+  if [[ $CONFIG_ENV == localstack ]]; then
+    [[ -s ${PGSSLROOTCERT:-} ]] ||
+      fail "the CA of PostgreSQL's certificate (PGSSLROOTCERT=${PGSSLROOTCERT:-}) is missing: run \`make services\`"
+    for item in "${base[@]}"; do
+      [[ $item == DatabaseUrl=* && $item != *sslmode=* ]] || continue
+      if [[ $item == *\?* ]]; then tls+=("$item&sslmode=verify-full"); else tls+=("$item?sslmode=verify-full"); fi
+    done
+    pem=$(<"$PGSSLROOTCERT")
+    tls+=("DatabaseCaCert=\"${pem//$'\n'/\\n}\\n\"")
+  fi
+  if ((${#tls[@]})) || [[ -n ${DEPLOY_PARAMETER_OVERRIDES:-} ]]; then
     # shellcheck disable=SC2206
-    extra=(--parameter-overrides "${base[@]}" $DEPLOY_PARAMETER_OVERRIDES)
+    extra=(--parameter-overrides "${base[@]}" "${tls[@]}" ${DEPLOY_PARAMETER_OVERRIDES:-})
   fi
   say "samlocal deploy --config-env $CONFIG_ENV (stack $STACK_NAME, log $log)"
   samlocal deploy --config-env "$CONFIG_ENV" --no-progressbar "${extra[@]}" >"$log" 2>&1 ||

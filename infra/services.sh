@@ -271,15 +271,113 @@ if [[ ${DATABASE_URL:-} =~ ^postgres(ql)?://([^:/@]+):([^@]*)@[^/]+/([^?]+) ]]; 
   PG_USER=${BASH_REMATCH[2]} PG_PASSWORD=${BASH_REMATCH[3]} PG_DB=${BASH_REMATCH[4]}
 fi
 PG_PORT=${PGPORT:-5432}
+# TLS: a development CA and the server's certificate signed by it, made here once and shared by
+# every clone. infra/local.env names the CA (PGSSLROOTCERT, libpq's variable): it is a fixed path.
+PG_TLS_CA=${PGSSLROOTCERT:-$MECAPY_HOME/pg-tls/ca.crt}
+PG_TLS_DIR=$(dirname "$PG_TLS_CA")
+PG_TLS_CA_KEY=$PG_TLS_DIR/ca.key
+PG_TLS_CERT=$PG_TLS_DIR/server.crt
+PG_TLS_KEY=$PG_TLS_DIR/server.key
+PG_TLS_SANS="DNS:localhost,IP:127.0.0.1,IP:$BRIDGE_IP"
+PG_TLS_CHANGED=0
 
-pg_login() { # ADDRESS: log in as the application role, check CREATEDB
-  [[ $(PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 psql -w -X -A -t -q -h "$1" -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" \
-    -c 'SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user' 2>/dev/null) == t ]]
+pg_psql() { # ADDRESS SSLMODE SQL: one value, as the application role
+  PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 PGSSLMODE=$2 PGSSLROOTCERT=$PG_TLS_CA \
+    psql -w -X -A -t -q -h "$1" -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" -c "$3" 2>/dev/null
 }
 
+pg_login() { # ADDRESS: a plain login as the application role, check CREATEDB
+  [[ $(pg_psql "$1" disable 'SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user') == t ]]
+}
+
+pg_tls_login() { # ADDRESS: a login over TLS, the certificate checked against the CA and ADDRESS
+  [[ $(pg_psql "$1" verify-full 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()') == t ]]
+}
+
+# Plain and verified TLS logins both work, on both addresses.
 pg_healthy() {
   have pg_isready && pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && pg_isready -q -h "$BRIDGE_IP" -p "$PG_PORT" &&
-    pg_login 127.0.0.1 && pg_login "$BRIDGE_IP"
+    pg_login 127.0.0.1 && pg_login "$BRIDGE_IP" && pg_tls_login 127.0.0.1 && pg_tls_login "$BRIDGE_IP"
+}
+
+# The server certificate chains to the CA, names every address clients use, matches its key and
+# stays valid 30 more days.
+pg_tls_cert_ok() {
+  [[ -s $PG_TLS_CA && -s $PG_TLS_CA_KEY && -s $PG_TLS_CERT && -s $PG_TLS_KEY ]] || return 1
+  openssl verify -CAfile "$PG_TLS_CA" "$PG_TLS_CERT" >/dev/null 2>&1 || return 1
+  openssl x509 -in "$PG_TLS_CERT" -noout -checkend 2592000 >/dev/null 2>&1 || return 1
+  local sans
+  sans=$(openssl x509 -in "$PG_TLS_CERT" -noout -ext subjectAltName 2>/dev/null) || return 1
+  [[ $sans == *"DNS:localhost"* && $sans == *"IP Address:127.0.0.1"* && $sans == *"IP Address:$BRIDGE_IP"* ]] || return 1
+  [[ $(openssl pkey -in "$PG_TLS_KEY" -pubout 2>/dev/null) == "$(openssl x509 -in "$PG_TLS_CERT" -noout -pubkey 2>/dev/null)" ]]
+}
+
+# Create the CA (once: the deployed stack carries it) and the server certificate when missing or
+# no longer right; sets PG_TLS_CHANGED=1 when it wrote one. ECDSA P-256 keeps the CA short enough
+# for a Lambda environment variable.
+pg_tls_files() {
+  have openssl || apt_install openssl
+  if ! pg_tls_cert_ok; then
+    lock_home
+  fi
+  if ! pg_tls_cert_ok; then
+    local log=$LOG_DIR/pg-tls.log tmp
+    mkdir -p "$PG_TLS_DIR"
+    chmod 755 "$PG_TLS_DIR"
+    tmp=$(mktemp -d "$PG_TLS_DIR/.new.XXXXXX")
+    : >"$log"
+    if ! [[ -s $PG_TLS_CA && -s $PG_TLS_CA_KEY ]] ||
+      ! openssl x509 -in "$PG_TLS_CA" -noout -checkend 2592000 >/dev/null 2>&1; then
+      say "postgresql: creating the development CA $PG_TLS_CA"
+      printf '%s\n' '[req]' 'distinguished_name = dn' 'prompt = no' 'x509_extensions = ca' \
+        '[dn]' 'CN = MecaPy local development CA' \
+        '[ca]' 'basicConstraints = critical, CA:TRUE' 'keyUsage = critical, keyCertSign, cRLSign' \
+        'subjectKeyIdentifier = hash' >"$tmp/ca.cnf"
+      openssl req -x509 -new -config "$tmp/ca.cnf" -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -days 3650 -keyout "$tmp/ca.key" -out "$tmp/ca.crt" >>"$log" 2>&1 ||
+        fail_service postgresql "$log" "openssl could not create the CA"
+      chmod 600 "$tmp/ca.key"
+      chmod 644 "$tmp/ca.crt"
+      mv -f "$tmp/ca.key" "$PG_TLS_CA_KEY"
+      mv -f "$tmp/ca.crt" "$PG_TLS_CA"
+    fi
+    say "postgresql: issuing the server certificate ($PG_TLS_SANS) signed by $PG_TLS_CA"
+    printf '%s\n' '[req]' 'distinguished_name = dn' 'prompt = no' '[dn]' 'CN = localhost' \
+      '[server]' 'basicConstraints = critical, CA:FALSE' 'keyUsage = critical, digitalSignature' \
+      'extendedKeyUsage = serverAuth' "subjectAltName = $PG_TLS_SANS" \
+      'subjectKeyIdentifier = hash' 'authorityKeyIdentifier = keyid' >"$tmp/server.cnf"
+    { openssl req -new -config "$tmp/server.cnf" -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -keyout "$tmp/server.key" -out "$tmp/server.csr" &&
+      openssl x509 -req -in "$tmp/server.csr" -CA "$PG_TLS_CA" -CAkey "$PG_TLS_CA_KEY" -set_serial "0x$(openssl rand -hex 16)" \
+        -days 825 -extfile "$tmp/server.cnf" -extensions server -out "$tmp/server.crt"; } >>"$log" 2>&1 ||
+      fail_service postgresql "$log" "openssl could not issue the server certificate"
+    # PostgreSQL refuses a key that others can read; it runs as postgres.
+    chown postgres:postgres "$tmp/server.key" "$tmp/server.crt"
+    chmod 600 "$tmp/server.key"
+    chmod 644 "$tmp/server.crt"
+    mv -f "$tmp/server.key" "$PG_TLS_KEY"
+    mv -f "$tmp/server.crt" "$PG_TLS_CERT"
+    rm -rf "$tmp"
+    pg_tls_cert_ok || fail_service postgresql "$log" "the new server certificate does not verify against $PG_TLS_CA"
+    PG_TLS_CHANGED=1
+  fi
+}
+
+# ssl settings in their own file: PostgreSQL applies them on a reload, no restart. The host lines
+# of pg_hba.conf match TLS and plain connections alike: both stay accepted.
+pg_configure_tls() {
+  local conf=$PG_CONF_DIR/conf.d/mecapy-tls.conf want
+  want=$(printf '%s\n' \
+    "# Written by infra/services.sh (MecaPy local stack). Development only." \
+    "# TLS with a certificate of the development CA $PG_TLS_CA; plain connections still work." \
+    "ssl = on" \
+    "ssl_cert_file = '$PG_TLS_CERT'" \
+    "ssl_key_file = '$PG_TLS_KEY'")
+  if [[ ! -f $conf ]] || [[ $(cat "$conf") != "$want" ]]; then
+    printf '%s\n' "$want" >"$conf"
+    chown postgres:postgres "$conf"
+    PG_TLS_CHANGED=1
+  fi
 }
 
 pg_online() {
@@ -337,8 +435,8 @@ SQL
 
 up_postgresql() {
   step_timer
-  if pg_healthy; then
-    say "postgresql: already running$(recorded_pid postgresql postgres >/dev/null && echo ' (started by services.sh)' || true)"
+  if pg_healthy && pg_tls_cert_ok; then
+    say "postgresql: already running, TLS on$(recorded_pid postgresql postgres >/dev/null && echo ' (started by services.sh)' || true)"
     return 0
   fi
   if [[ ! -x /usr/lib/postgresql/$PG_VERSION/bin/postgres ]] || ! have pg_isready; then
@@ -350,6 +448,8 @@ up_postgresql() {
   fi
   local changed logfile=$LOG_DIR/postgresql.log cluster_log
   changed=$(pg_configure)
+  pg_tls_files
+  pg_configure_tls
   cluster_log=$(pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c { print $7 }')
   # pg_ctlcluster writes the server log to the cluster's own log file: link it under .run/logs.
   [[ -n $cluster_log ]] && ln -sfn "$cluster_log" "$logfile"
@@ -361,6 +461,10 @@ up_postgresql() {
       pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" restart -m fast </dev/null 8>&- 9>&- ||
         fail_service postgresql "$logfile" "pg_ctlcluster $PG_VERSION $PG_CLUSTER restart failed"
       pg_postmaster_pid >"$(pidfile postgresql)"
+    elif ((PG_TLS_CHANGED)) || ! pg_tls_login 127.0.0.1; then
+      say "postgresql: TLS settings or certificate changed, reloading cluster $PG_VERSION/$PG_CLUSTER"
+      pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" reload </dev/null 8>&- 9>&- ||
+        fail_service postgresql "$logfile" "pg_ctlcluster $PG_VERSION $PG_CLUSTER reload failed"
     fi
   else
     say "postgresql: starting cluster $PG_VERSION/$PG_CLUSTER"
@@ -372,13 +476,13 @@ up_postgresql() {
     fail_service postgresql "$logfile" "not accepting connections on 127.0.0.1:$PG_PORT"
   pg_ensure_role_db >/dev/null || fail_service postgresql "$logfile" "could not create role/database $PG_USER/$PG_DB"
   wait_until 15 "" pg_healthy ||
-    fail_service postgresql "$logfile" "cannot log in as $PG_USER on 127.0.0.1 and $BRIDGE_IP:$PG_PORT (listen_addresses / pg_hba.conf)"
+    fail_service postgresql "$logfile" "cannot log in as $PG_USER on 127.0.0.1 and $BRIDGE_IP:$PG_PORT, in plain and over TLS checked against $PG_TLS_CA (listen_addresses / pg_hba.conf / $PG_CONF_DIR/conf.d/mecapy-tls.conf)"
   step_done "postgresql: ready (pid $(pg_postmaster_pid))"
 }
 
 status_postgresql() {
   if pg_healthy; then
-    echo "healthy, $PG_USER@127.0.0.1:$PG_PORT and $PG_USER@$BRIDGE_IP:$PG_PORT"
+    echo "healthy, $PG_USER@127.0.0.1:$PG_PORT and $PG_USER@$BRIDGE_IP:$PG_PORT, TLS (CA $PG_TLS_CA) and plain"
   else
     echo "DOWN"
     return 1
@@ -792,7 +896,10 @@ summary() { # SERVICE...
   for s in "$@"; do
     case $s in
     docker) printf '%-13s %-58s %s\n' docker "unix:///var/run/docker.sock, bridge $BRIDGE_IP" "$LOG_DIR/dockerd.log" ;;
-    postgresql) printf '%-13s %-58s %s\n' postgresql "127.0.0.1:$PG_PORT, $BRIDGE_IP:$PG_PORT ($PG_USER/$PG_DB)" "$LOG_DIR/postgresql.log" ;;
+    postgresql)
+      printf '%-13s %-58s %s\n' postgresql "127.0.0.1:$PG_PORT, $BRIDGE_IP:$PG_PORT ($PG_USER/$PG_DB)" "$LOG_DIR/postgresql.log"
+      printf '%-13s %-58s %s\n' postgresql-ca "$PG_TLS_CA (TLS; plain accepted too)" "$LOG_DIR/pg-tls.log"
+      ;;
     registry) printf '%-13s %-58s %s\n' registry "$REGISTRY_URL (storage $REGISTRY_STORAGE)" "$LOG_DIR/registry.log" ;;
     localstack) printf '%-13s %-58s %s\n' localstack "$LOCALSTACK_URL (0.0.0.0:4566), bucket $UPLOAD_BUCKET" "$LOG_DIR/localstack.log" ;;
     cargo-lambda) printf '%-13s %-58s %s\n' cargo-lambda "PATH+=$BIN_DIR" "$LOG_DIR/install-$(basename "$CARGO_LAMBDA_VENV").log" ;;

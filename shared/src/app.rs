@@ -41,7 +41,7 @@ impl AppState {
 
     /// With an S3 client built by the caller (tests point it at their own endpoint).
     pub fn with_storage(config: Config, storage: Storage) -> Result<Self, StartupError> {
-        let db = db::pool(&config.database_url, 4)?;
+        let db = db::pool(&config.database()?, 4)?;
         let oidc = Arc::new(OidcClient::new(config.oidc.clone()));
         let tokens = Arc::new(TokenValidator::new(oidc.clone()));
         Ok(AppState {

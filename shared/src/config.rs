@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::db::tls::{self, DatabaseConfig};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
@@ -27,7 +29,12 @@ pub struct OidcConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `DATABASE_URL`, with its `sslmode` and `sslrootcert` ([`Config::database`] reads it).
     pub database_url: String,
+    /// `PGSSLROOTCERT`: the database's CA file when the URL names none.
+    pub database_root_cert: Option<String>,
+    /// `DATABASE_CA_CERT`: the database's CA as PEM text.
+    pub database_ca_cert: Option<String>,
     pub upload_bucket: String,
     pub oidc: OidcConfig,
     /// Origins allowed by CORS; requests from other origins get no CORS headers.
@@ -79,10 +86,35 @@ pub struct Config {
     pub sweep_idle_queued: Duration,
 }
 
+fn database_config(
+    url: &str,
+    root_cert: Option<&str>,
+    ca_cert: Option<&str>,
+) -> Result<DatabaseConfig, ConfigError> {
+    DatabaseConfig::from_lookup(|name| {
+        match name {
+            tls::URL_VAR => Some(url),
+            tls::ROOT_CERT_VAR => root_cert,
+            tls::CA_VAR => ca_cert,
+            _ => None,
+        }
+        .map(str::to_string)
+    })
+}
+
 /// Lambda's synchronous invocation payload limit; multipart and base64 overhead must fit under it.
 pub const LAMBDA_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
 
 impl Config {
+    /// How to reach PostgreSQL: the URL without `sslmode`/`sslrootcert`, and the TLS connector.
+    pub fn database(&self) -> Result<DatabaseConfig, ConfigError> {
+        database_config(
+            &self.database_url,
+            self.database_root_cert.as_deref(),
+            self.database_ca_cert.as_deref(),
+        )
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -156,8 +188,20 @@ impl Config {
             });
         }
 
+        // sslmode, the CA file and text: a mistake fails start-up, not the first query.
+        let database_url = required("DATABASE_URL")?;
+        let database_root_cert = lookup(tls::ROOT_CERT_VAR).filter(|v| !v.trim().is_empty());
+        let database_ca_cert = lookup(tls::CA_VAR).filter(|v| !v.trim().is_empty());
+        database_config(
+            &database_url,
+            database_root_cert.as_deref(),
+            database_ca_cert.as_deref(),
+        )?;
+
         Ok(Config {
-            database_url: required("DATABASE_URL")?,
+            database_url,
+            database_root_cert,
+            database_ca_cert,
             upload_bucket: required("UPLOAD_BUCKET")?,
             oidc: OidcConfig {
                 issuer,
@@ -243,6 +287,25 @@ mod tests {
         vars.remove("DATABASE_URL");
         let err = load(&vars).unwrap_err().to_string();
         assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn malformed_sslmode_or_ca_is_named() {
+        let mut vars = base();
+        vars.insert(
+            "DATABASE_URL",
+            "postgres://u:p@127.0.0.1/db?sslmode=verify".into(),
+        );
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(
+            err.contains("DATABASE_URL") && err.contains("verify-full"),
+            "{err}"
+        );
+
+        let mut vars = base();
+        vars.insert("DATABASE_CA_CERT", "-----BEGIN nothing".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_CA_CERT"), "{err}");
     }
 
     #[test]

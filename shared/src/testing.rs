@@ -67,13 +67,25 @@ fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
-async fn require_postgres(url: &str) -> tokio_postgres::Client {
-    match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-        Ok((client, conn)) => {
-            tokio::spawn(conn);
-            client
-        }
-        Err(e) => panic!("PostgreSQL is not reachable at {url} ({e}): {START_HINT}"),
+/// How to reach the database at `url`, with the CA variables of `env` (`PGSSLROOTCERT`,
+/// `DATABASE_CA_CERT`).
+pub fn database_config(url: &str, env: &HashMap<String, String>) -> db::DatabaseConfig {
+    db::DatabaseConfig::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.to_string()),
+        _ => env.get(k).cloned(),
+    })
+    .unwrap_or_else(|e| {
+        panic!("PostgreSQL cannot be configured ({e}): {START_HINT}; it also creates the CA of PostgreSQL's certificate")
+    })
+}
+
+async fn require_postgres(url: &str, env: &HashMap<String, String>) -> tokio_postgres::Client {
+    match database_config(url, env).connect().await {
+        Ok(client) => client,
+        Err(e) => panic!(
+            "PostgreSQL is not reachable at {url} ({}): {START_HINT}",
+            crate::http::error_chain(&e)
+        ),
     }
 }
 
@@ -114,7 +126,7 @@ impl TestContext {
 
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("mecapy_test_{suffix}");
-        let admin = require_postgres(&admin_url).await;
+        let admin = require_postgres(&admin_url, &env).await;
         admin
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .await
@@ -122,7 +134,7 @@ impl TestContext {
         let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL is a URL");
         url.set_path(&format!("/{database}"));
         let database_url = url.to_string();
-        let mut client = require_postgres(&database_url).await;
+        let mut client = require_postgres(&database_url, &env).await;
         db::migrate::run(&mut client)
             .await
             .unwrap_or_else(|e| panic!("migrations failed on {database}: {e}"));

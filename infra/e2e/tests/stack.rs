@@ -227,10 +227,15 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_with_its_job_error() {
     let _shared = STACK.read().await;
     let env = ready().await;
     let url = env.var("DATABASE_URL").to_string();
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let db = mecapy_shared::testing::database_config(&url, &env.local)
+        .connect()
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {url} ({e}): `make up`"));
-    tokio::spawn(connection);
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {url} ({}): `make up`",
+                mecapy_shared::http::error_chain(&e)
+            )
+        });
     let tool = format!(
         "e2e-missing-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]

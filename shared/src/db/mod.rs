@@ -1,17 +1,19 @@
-//! PostgreSQL: the connection pool, the migrate step, and one module per table with its SQL.
+//! PostgreSQL: the connection pool, the migrate step, how to connect (`tls`), and one module per
+//! table with its SQL.
 
 pub mod files;
 pub mod jobs;
 pub mod migrate;
+pub mod tls;
 pub mod tools;
 pub mod users;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 pub use deadpool_postgres::Pool;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+
+pub use tls::DatabaseConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -34,7 +36,8 @@ impl From<tokio_postgres::Error> for DbError {
         ];
         match e.as_db_error() {
             Some(db) if !unavailable_codes.contains(&db.code().code()) => DbError::Query(e),
-            _ => DbError::Unavailable(e.to_string()),
+            // The cause (a refused certificate, a timeout) is in the source chain only.
+            _ => DbError::Unavailable(crate::http::error_chain(&e)),
         }
     }
 }
@@ -50,16 +53,10 @@ impl From<deadpool_postgres::PoolError> for DbError {
 
 /// A pool that connects lazily, so a cold start never waits on the database; getting a
 /// connection gives up after a few seconds instead of hanging the invocation.
-pub fn pool(database_url: &str, max_size: usize) -> Result<Pool, DbError> {
-    let mut pg = tokio_postgres::Config::from_str(database_url)
-        .map_err(|e| DbError::BadUrl(e.to_string()))?;
-    pg.connect_timeout(Duration::from_secs(3));
-    if pg.get_application_name().is_none() {
-        pg.application_name("mecapy");
-    }
+pub fn pool(database: &DatabaseConfig, max_size: usize) -> Result<Pool, DbError> {
     let manager = Manager::from_config(
-        pg,
-        NoTls,
+        database.pg().clone(),
+        database.tls(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
