@@ -5,14 +5,14 @@ use bytes::Bytes;
 use lambda_http::http::header;
 use lambda_http::Request;
 use mecapy_shared::http::ApiError;
-use mecapy_shared::storage;
+use mecapy_shared::storage::FileName;
 
 /// Room for the multipart framing around the file.
 const FRAMING_ALLOWANCE: u64 = 64 * 1024;
 
 #[derive(Debug)]
 pub struct UploadedFile {
-    pub filename: String,
+    pub filename: FileName,
     pub content_type: String,
     pub data: Bytes,
 }
@@ -69,11 +69,10 @@ pub async fn parse(req: &Request, max_bytes: u64) -> Result<UploadedFile, ApiErr
         if found.is_some() {
             return Err(ApiError::bad_field("file", "send exactly one `file` field"));
         }
-        let filename = field
+        let raw = field
             .file_name()
-            .ok_or_else(|| ApiError::bad_field("filename", "the `file` field has no filename"))?
-            .to_string();
-        storage::validate_filename(&filename)?;
+            .ok_or_else(|| ApiError::bad_field("filename", "the `file` field has no filename"))?;
+        let filename = FileName::parse(raw)?;
         let content_type = match field.content_type() {
             Some(m) => valid_content_type(m.as_ref())?,
             None => "application/octet-stream".to_string(),
