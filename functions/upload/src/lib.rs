@@ -2,6 +2,7 @@
 //! and metadata with a presigned download. An object never exists without its row: the row is
 //! reserved `pending` first and only turns `available` once the object is written.
 
+mod disposition;
 mod multipart;
 
 use std::convert::Infallible;
