@@ -212,10 +212,7 @@ impl Storage {
     ) -> Result<String, StorageError> {
         let config =
             PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Failed(e.to_string()))?;
-        let disposition = format!(
-            "attachment; filename*=UTF-8''{}",
-            url::form_urlencoded::byte_serialize(filename.as_bytes()).collect::<String>()
-        );
+        let disposition = attachment_disposition(filename);
         let req = self
             .client
             .get_object()
@@ -227,6 +224,21 @@ impl Storage {
             .map_err(classify)?;
         Ok(req.uri().to_string())
     }
+}
+
+/// `attachment; filename*=UTF-8''…` (RFC 6266, RFC 8187) with every byte outside `attr-char`
+/// percent-encoded, so that the browser saves the file under its exact name (a space is `%20`:
+/// `+` would be read as a plus sign).
+pub fn attachment_disposition(filename: &str) -> String {
+    let mut value = String::from("attachment; filename*=UTF-8''");
+    for &byte in filename.as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            value.push(char::from(byte));
+        } else {
+            value.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    value
 }
 
 /// Connection failures, timeouts and 5xx answers mean S3 is unavailable (503 to the client);
@@ -257,6 +269,18 @@ mod tests {
         assert_eq!(
             user_file_key(id, &FileName::parse("a.csv").unwrap()),
             "00000000-0000-0000-0000-000000000000/a.csv"
+        );
+    }
+
+    #[test]
+    fn download_disposition_percent_encodes_everything_but_attr_chars() {
+        assert_eq!(
+            attachment_disposition("my data+é \"1\".csv"),
+            "attachment; filename*=UTF-8''my%20data+%C3%A9%20%221%22.csv"
+        );
+        assert_eq!(
+            attachment_disposition("📈;x'y%.csv"),
+            "attachment; filename*=UTF-8''%F0%9F%93%88%3Bx%27y%25.csv"
         );
     }
 }
