@@ -11,7 +11,8 @@
 //!   or `from m import *` (except from [`STAR_IMPORTABLE`] modules);
 //! - `forbidden-call`: a reference to one of [`FORBIDDEN_NAMES`];
 //! - `dunder-access`: an attribute whose name starts and ends with `__`, or one of
-//!   [`FORBIDDEN_DUNDER_NAMES`] used as a bare name or defined;
+//!   [`FORBIDDEN_DUNDER_NAMES`] used as a bare name or defined, or one of
+//!   [`FORBIDDEN_DUNDER_STRINGS`] written as a string;
 //! - `private-access`: an attribute whose name starts with `_` (`random._os`), also imported
 //!   (`from random import _os`, `import numpy._core`);
 //! - `forbidden-attribute`: an attribute named in [`FORBIDDEN_ATTRIBUTES`] (`statistics.sys`,
@@ -19,16 +20,17 @@
 //!   (`from numpy import ctypeslib`, `import numpy.ctypeslib`);
 //! - `unsafe-call`: `allow_pickle` that is not a literal `False` (unpickling runs any code), a
 //!   pickle loader ([`PICKLE_LOADERS`]) given `*args`/`**kwargs` or used other than by a direct
-//!   call, `ndarray` over a raw buffer, `memmap` with an object dtype;
+//!   call, `ndarray` over a raw buffer, `memmap` with an object dtype, a class built by
+//!   `type(name, bases, namespace)`;
 //! - `module-alias`: a module bound by `import` used other than through its attributes
 //!   (`n = numpy`), which would hide the next attribute access from the checks above.
 //!
 //! Blind spots (the sandbox is the boundary): the checks follow names, not types or values, so
-//! a function or module re-bound through a name that is not an `import` (`from numpy import
-//! lib; l = lib`) is not followed; strings are not code to the validator, so attribute names
+//! a function re-bound through a name that is not an `import` (`from numpy import lib; l =
+//! lib; f = l.npyio.load`) is not followed; strings are not code to the validator, so attribute names
 //! computed at run time reach only what `str.format` can read (`"{0._os}".format(random)`
-//! gives text, not the object), and dict keys such as `type("A", (), {"__array_interface__":
-//! ...})` are not seen; numpy's memory-unsafe corners (object arrays over raw memory through a
+//! gives text, not the object), and names computed at run time are not seen (dict keys of
+//! `dataclasses.make_dataclass(namespace=...)`, a metaclass's `__prepare__` mapping); numpy's memory-unsafe corners (object arrays over raw memory through a
 //! dtype computed at run time) remain reachable; only numpy 1.24, scipy 1.10 and the Python
 //! 3.11 standard library of the compute image were surveyed.
 //!
@@ -89,6 +91,15 @@ pub const FORBIDDEN_DUNDER_NAMES: &[&str] = &[
 /// Dunder attributes ordinary scientific code uses and that open no escape route
 /// (`super().__init__()`, `np.__version__`, `f.__name__`, `f.__doc__`).
 pub const ALLOWED_DUNDER_ATTRIBUTES: &[&str] = &["__init__", "__name__", "__doc__", "__version__"];
+
+/// Dunder names refused even as string literals: as the keys of a namespace they set what
+/// [`FORBIDDEN_DUNDER_NAMES`] refuses to assign (`type("A", (), {"__annotations__": ...})`).
+pub const FORBIDDEN_DUNDER_STRINGS: &[&str] = &[
+    "__annotations__",
+    "__array_interface__",
+    "__array_struct__",
+    "__builtins__",
+];
 
 /// Deepest statement/expression/pattern nesting walked; deeper code is refused as a syntax error.
 const MAX_DEPTH: usize = 1_000;
@@ -536,6 +547,12 @@ impl Checker<'_> {
                 .to_string();
             self.report(start, "unsafe-call", message);
         }
+        if callee == "type" && (unpacked || call.args.len() > 1 || !call.keywords.is_empty()) {
+            let message = "building a class with `type(name, bases, namespace)` is not allowed: \
+                           its namespace can hold any name; write a `class` statement"
+                .to_string();
+            self.report(start, "unsafe-call", message);
+        }
         if callee == "memmap" {
             let dtype = call.args.get(1).or_else(|| {
                 call.keywords
@@ -662,6 +679,15 @@ impl Checker<'_> {
                 }
             }
             ast::Expr::Call(call) => self.check_call(call),
+            ast::Expr::Constant(constant) => {
+                // `type("A", (), {"__annotations__": ...})`: the name as a dict key.
+                if let ast::Constant::Str(text) = &constant.value {
+                    if FORBIDDEN_DUNDER_STRINGS.contains(&text.as_str()) {
+                        let message = format!("the name `{text}` is not allowed, even as a string");
+                        self.report(constant.range.start(), "dunder-access", message);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -1247,6 +1273,15 @@ class C:
             at(10, 9, "dunder-access"),
         ];
         assert_eq!(check(code), expected);
+        // The same through a class built from a dict.
+        let code = r#"from dataclasses import dataclass
+A = dataclass(type("A", (), {"__annotations__": {"y=1": int}}))
+t = type(3)
+"#;
+        assert_eq!(
+            check(code),
+            vec![at(2, 15, "unsafe-call"), at(2, 30, "dunder-access")]
+        );
     }
 
     #[test]
