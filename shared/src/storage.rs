@@ -8,6 +8,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+mod filename;
+pub use filename::{FileName, FilenameError, MAX_FILENAME_BYTES};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("object storage unavailable: {0}")]
@@ -16,50 +19,8 @@ pub enum StorageError {
     Failed(String),
 }
 
-/// Why a file name is refused. Checked before anything is written anywhere.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FilenameError {
-    #[error("filename is empty")]
-    Empty,
-    #[error("filename is longer than {MAX_FILENAME_BYTES} bytes")]
-    TooLong,
-    #[error("filename must not contain '/' or '\\'")]
-    Separator,
-    #[error("filename must not contain '..'")]
-    DotDot,
-    #[error("filename must not contain NUL or control characters")]
-    Control,
-    #[error("filename must not be '.' or start or end with a space")]
-    Unusual,
-}
-
-pub const MAX_FILENAME_BYTES: usize = 255;
-
-/// Accepts a plain file name, never a path.
-pub fn validate_filename(name: &str) -> Result<(), FilenameError> {
-    if name.is_empty() {
-        return Err(FilenameError::Empty);
-    }
-    if name.len() > MAX_FILENAME_BYTES {
-        return Err(FilenameError::TooLong);
-    }
-    if name.contains(['/', '\\']) {
-        return Err(FilenameError::Separator);
-    }
-    if name.contains("..") {
-        return Err(FilenameError::DotDot);
-    }
-    if name.chars().any(char::is_control) {
-        return Err(FilenameError::Control);
-    }
-    if name == "." || name.starts_with(' ') || name.ends_with(' ') {
-        return Err(FilenameError::Unusual);
-    }
-    Ok(())
-}
-
-/// `{user_id}/{filename}`, the seed's layout. `filename` must have passed [`validate_filename`].
-pub fn user_file_key(user_id: Uuid, filename: &str) -> String {
+/// `{user_id}/{filename}`, the seed's layout; only a checked [`FileName`] goes in a key.
+pub fn user_file_key(user_id: Uuid, filename: &FileName) -> String {
     format!("{user_id}/{filename}")
 }
 
@@ -251,10 +212,7 @@ impl Storage {
     ) -> Result<String, StorageError> {
         let config =
             PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Failed(e.to_string()))?;
-        let disposition = format!(
-            "attachment; filename*=UTF-8''{}",
-            url::form_urlencoded::byte_serialize(filename.as_bytes()).collect::<String>()
-        );
+        let disposition = attachment_disposition(filename);
         let req = self
             .client
             .get_object()
@@ -266,6 +224,21 @@ impl Storage {
             .map_err(classify)?;
         Ok(req.uri().to_string())
     }
+}
+
+/// `attachment; filename*=UTF-8''…` (RFC 6266, RFC 8187) with every byte outside `attr-char`
+/// percent-encoded, so that the browser saves the file under its exact name (a space is `%20`:
+/// `+` would be read as a plus sign).
+pub fn attachment_disposition(filename: &str) -> String {
+    let mut value = String::from("attachment; filename*=UTF-8''");
+    for &byte in filename.as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            value.push(char::from(byte));
+        } else {
+            value.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    value
 }
 
 /// Connection failures, timeouts and 5xx answers mean S3 is unavailable (503 to the client);
@@ -291,39 +264,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_names_are_accepted() {
-        for name in ["data.csv", "résultats 2024.txt", "a", ".hidden", "x.tar.gz"] {
-            assert_eq!(validate_filename(name), Ok(()), "{name}");
-        }
-    }
-
-    #[test]
-    fn filename_with_dot_dot_is_refused() {
-        assert_eq!(validate_filename(".."), Err(FilenameError::DotDot));
-        assert_eq!(validate_filename("a..b"), Err(FilenameError::DotDot));
-    }
-
-    #[test]
-    fn paths_and_control_characters_are_refused() {
-        assert_eq!(validate_filename(""), Err(FilenameError::Empty));
-        assert_eq!(validate_filename("a/b"), Err(FilenameError::Separator));
-        assert_eq!(validate_filename("a\\b"), Err(FilenameError::Separator));
-        assert_eq!(validate_filename("a\0b"), Err(FilenameError::Control));
-        assert_eq!(validate_filename("a\nb"), Err(FilenameError::Control));
-        assert_eq!(validate_filename("a\u{7f}"), Err(FilenameError::Control));
-        assert_eq!(
-            validate_filename(&"x".repeat(256)),
-            Err(FilenameError::TooLong)
-        );
-        assert_eq!(validate_filename(" a"), Err(FilenameError::Unusual));
-    }
-
-    #[test]
     fn key_is_user_then_filename() {
         let id = Uuid::nil();
         assert_eq!(
-            user_file_key(id, "a.csv"),
+            user_file_key(id, &FileName::parse("a.csv").unwrap()),
             "00000000-0000-0000-0000-000000000000/a.csv"
+        );
+    }
+
+    #[test]
+    fn download_disposition_percent_encodes_everything_but_attr_chars() {
+        assert_eq!(
+            attachment_disposition("my data+é \"1\".csv"),
+            "attachment; filename*=UTF-8''my%20data+%C3%A9%20%221%22.csv"
+        );
+        assert_eq!(
+            attachment_disposition("📈;x'y%.csv"),
+            "attachment; filename*=UTF-8''%F0%9F%93%88%3Bx%27y%25.csv"
         );
     }
 }

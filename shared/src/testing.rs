@@ -380,9 +380,23 @@ pub fn multipart_request(
     content_type: &str,
     data: &[u8],
 ) -> Request {
+    let disposition = format!("form-data; name=\"file\"; filename=\"{filename}\"");
+    multipart_request_with(path, token, disposition.as_bytes(), content_type, data)
+}
+
+/// A multipart/form-data request whose one part has this raw Content-Disposition value.
+pub fn multipart_request_with(
+    path: &str,
+    token: Option<&str>,
+    disposition: &[u8],
+    content_type: &str,
+    data: &[u8],
+) -> Request {
     let boundary = "mecapy-test-boundary-7d1f";
-    let mut body = Vec::with_capacity(data.len() + 256);
-    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+    let mut body = Vec::with_capacity(data.len() + disposition.len() + 256);
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: ").as_bytes());
+    body.extend_from_slice(disposition);
+    body.extend_from_slice(format!("\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
     body.extend_from_slice(data);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let mut req = request(Method::POST, path, token, Body::from(body));

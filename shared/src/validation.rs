@@ -7,21 +7,49 @@
 //!
 //! Rules (the `rule` strings are part of the API):
 //! - `syntax-error`: the code does not parse (the only finding then) or is nested too deeply;
-//! - `import-not-allowed`: an import whose top-level module is not allowed, or a relative import;
+//! - `import-not-allowed`: an import whose top-level module is not allowed, a relative import,
+//!   or `from m import *` (except from [`STAR_IMPORTABLE`] modules);
 //! - `forbidden-call`: a reference to one of [`FORBIDDEN_NAMES`];
 //! - `dunder-access`: an attribute whose name starts and ends with `__`, or one of
-//!   [`FORBIDDEN_DUNDER_NAMES`] used as a bare name.
+//!   [`FORBIDDEN_DUNDER_NAMES`] used as a bare name or defined, or one of
+//!   [`FORBIDDEN_DUNDER_STRINGS`] written as a string;
+//! - `private-access`: an attribute whose name starts with `_` (`random._os`), also imported
+//!   (`from random import _os`, `import numpy._core`);
+//! - `forbidden-attribute`: an attribute named in [`FORBIDDEN_ATTRIBUTES`] (`statistics.sys`,
+//!   `numpy.ctypeslib`, `operator.attrgetter`, `gen.gi_frame`), on any object, also imported
+//!   (`from numpy import ctypeslib`, `import numpy.ctypeslib`);
+//! - `unsafe-call`: `allow_pickle` that is not a literal `False` (unpickling runs any code), a
+//!   pickle loader ([`PICKLE_LOADERS`]) given `*args`/`**kwargs` or used other than by a direct
+//!   call, `ndarray` over a raw buffer, `memmap` with an object dtype, a class built by
+//!   `type(name, bases, namespace)`;
+//! - `module-alias`: a module bound by `import` used other than through its attributes
+//!   (`n = numpy`), which would hide the next attribute access from the checks above.
+//!
+//! Blind spots (the sandbox is the boundary): the checks follow names, not types or values, so
+//! a function re-bound through a name that is not an `import` (`from numpy import lib; l =
+//! lib; f = l.npyio.load`) is not followed; strings are not code to the validator, so attribute names
+//! computed at run time reach only what `str.format` can read (`"{0._os}".format(random)`
+//! gives text, not the object), and names computed at run time are not seen (dict keys of
+//! `dataclasses.make_dataclass(namespace=...)`, a metaclass's `__prepare__` mapping); numpy's memory-unsafe corners (object arrays over raw memory through a
+//! dtype computed at run time) remain reachable; only numpy 1.24, scipy 1.10 and the Python
+//! 3.11 standard library of the compute image were surveyed.
 //!
 //! Python folds identifiers with NFKC (`ｅval` is `eval`); identifiers are folded to ASCII for the
 //! usual compatibility characters (full-width, mathematical letters, ligatures, long s) first.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 
 use rustpython_parser::ast::{self, fold, Fold, Ranged};
 use rustpython_parser::source_code::RandomLocator;
 use rustpython_parser::text_size::{TextRange, TextSize};
 use rustpython_parser::Parse;
+
+mod surface;
+pub use surface::{
+    ALLOWED_PRIVATE_ATTRIBUTES, FORBIDDEN_ATTRIBUTES, PICKLE_LOADERS, STAR_IMPORTABLE,
+};
 
 /// Modules allowed by [`Policy::default_python`].
 #[rustfmt::skip]
@@ -42,19 +70,36 @@ pub const HARD_BANNED_IMPORTS: &[&str] = &[
 ];
 
 /// Builtins that evaluate code or reach objects by name; any reference to them is refused.
-/// `open` is allowed: jobs write their outputs to `/work/out`.
+/// `help("name")` imports a module by name (a `.py` file the job wrote). `open` is allowed:
+/// jobs write their outputs to `/work/out`.
 #[rustfmt::skip]
 pub const FORBIDDEN_NAMES: &[&str] = &[
     "eval", "exec", "compile", "__import__", "globals", "locals", "vars", "getattr", "setattr",
-    "delattr", "breakpoint", "input", "memoryview",
+    "delattr", "breakpoint", "input", "memoryview", "help",
 ];
 
-/// Dunder names refused as bare names (`__name__` stays allowed).
-pub const FORBIDDEN_DUNDER_NAMES: &[&str] = &["__builtins__", "__loader__", "__spec__"];
+/// Dunder names refused as bare names, read or assigned, and as names of functions or classes
+/// (`__name__` stays allowed; `__radd__ = __add__` too). `__annotations__` written in a class
+/// body injects source into the code `@dataclass` generates; `__array_interface__` makes numpy
+/// build an array over any address.
+#[rustfmt::skip]
+pub const FORBIDDEN_DUNDER_NAMES: &[&str] = &[
+    "__builtins__", "__loader__", "__spec__", "__annotations__", "__dict__", "__class__",
+    "__globals__", "__code__", "__array_interface__", "__array_struct__", "__build_class__",
+];
 
 /// Dunder attributes ordinary scientific code uses and that open no escape route
 /// (`super().__init__()`, `np.__version__`, `f.__name__`, `f.__doc__`).
 pub const ALLOWED_DUNDER_ATTRIBUTES: &[&str] = &["__init__", "__name__", "__doc__", "__version__"];
+
+/// Dunder names refused even as string literals: as the keys of a namespace they set what
+/// [`FORBIDDEN_DUNDER_NAMES`] refuses to assign (`type("A", (), {"__annotations__": ...})`).
+pub const FORBIDDEN_DUNDER_STRINGS: &[&str] = &[
+    "__annotations__",
+    "__array_interface__",
+    "__array_struct__",
+    "__builtins__",
+];
 
 /// Deepest statement/expression/pattern nesting walked; deeper code is refused as a syntax error.
 const MAX_DEPTH: usize = 1_000;
@@ -190,11 +235,16 @@ fn validate_here(code: &str, policy: &Policy) -> Vec<Finding> {
         depth: 0,
         too_deep: false,
         raw: Vec::new(),
+        collecting: true,
+        bindings: Bindings::default(),
+        direct_callees: HashSet::new(),
+        attribute_bases: HashSet::new(),
     };
-    match checker.fold(suite) {
-        Ok(_) => {}
-        Err(never) => match never {},
-    }
+    // First pass: what the imports bind, wherever they are (a function may use a name that a
+    // later line imports). Second pass: the checks.
+    let suite = infallible(checker.fold(suite));
+    checker.collecting = false;
+    infallible(checker.fold(suite));
     let mut findings: Vec<Finding> = checker
         .raw
         .into_iter()
@@ -241,6 +291,43 @@ fn is_dunder(name: &str) -> bool {
         && name.starts_with("__")
         && name.ends_with("__")
         && !ALLOWED_DUNDER_ATTRIBUTES.contains(&name)
+}
+
+fn is_private(name: &str) -> bool {
+    name.starts_with('_')
+        && !ALLOWED_DUNDER_ATTRIBUTES.contains(&name)
+        && !ALLOWED_PRIVATE_ATTRIBUTES.contains(&name)
+}
+
+/// The name a call or reference ends with: `f` in `f(...)`, `load` in `np.lib.load(...)`.
+fn last_name(expr: &ast::Expr) -> Option<&str> {
+    match expr {
+        ast::Expr::Name(name) => Some(name.id.as_str()),
+        ast::Expr::Attribute(attribute) => Some(attribute.attr.as_str()),
+        _ => None,
+    }
+}
+
+/// The name an attribute chain starts from: `np` in `np.lib.npyio.load`.
+fn root_name(expr: &ast::Expr) -> Option<&str> {
+    match expr {
+        ast::Expr::Name(name) => Some(name.id.as_str()),
+        ast::Expr::Attribute(attribute) => root_name(&attribute.value),
+        _ => None,
+    }
+}
+
+fn is_false_literal(expr: &ast::Expr) -> bool {
+    matches!(expr, ast::Expr::Constant(c) if matches!(c.value, ast::Constant::Bool(false)))
+}
+
+/// What the imports bind: module names (`import numpy as np` → `np`), names imported from a
+/// module, and the local names of pickle loaders (`from numpy import load as l` → `l`).
+#[derive(Default)]
+struct Bindings {
+    modules: HashSet<String>,
+    imported: HashSet<String>,
+    loaders: HashMap<String, usize>,
 }
 
 /// The identifier as Python sees it, for the compatibility characters that matter here: NFKC
@@ -293,6 +380,13 @@ struct Checker<'a> {
     depth: usize,
     too_deep: bool,
     raw: Vec<(TextSize, &'static str, String)>,
+    /// The first pass only records [`Bindings`].
+    collecting: bool,
+    bindings: Bindings,
+    /// Ranges of expressions that are the callee of a call, and of names that are the base of
+    /// an attribute access: recorded at the parent, read when the child is visited.
+    direct_callees: HashSet<TextRange>,
+    attribute_bases: HashSet<TextRange>,
 }
 
 impl Checker<'_> {
@@ -329,18 +423,162 @@ impl Checker<'_> {
         }
     }
 
-    fn check_dunder_attribute(&mut self, offset: TextSize, name: &str) {
-        if is_dunder(&fold_identifier(name)) {
+    /// An attribute name, wherever it is read: `x.name`, `from m import name`, `import m.name`,
+    /// `case C(name=...)`.
+    fn check_attribute(&mut self, offset: TextSize, name: &str) {
+        let folded = fold_identifier(name);
+        if is_dunder(&folded) {
             let message = format!("access to {} is not allowed", shown(name));
             self.report(offset, "dunder-access", message);
+        } else if is_private(&folded) {
+            let message = format!(
+                "access to the private name {} is not allowed (name it without the leading '_')",
+                shown(name)
+            );
+            self.report(offset, "private-access", message);
+        } else if FORBIDDEN_ATTRIBUTES.contains(&folded.as_ref()) {
+            let message = format!(
+                "access to {} is not allowed: it reaches the process, native code or the \
+                 interpreter's internals",
+                shown(name)
+            );
+            self.report(offset, "forbidden-attribute", message);
+        }
+    }
+
+    /// Each component after the first of a dotted module path (`numpy.ctypeslib`).
+    fn check_module_path(&mut self, range: TextRange, module: &str) {
+        for component in module.split('.').skip(1) {
+            let offset = self.find_in(range, component, false);
+            self.check_attribute(offset, component);
+        }
+    }
+
+    fn record_bindings(&mut self, stmt: &ast::Stmt) {
+        match stmt {
+            ast::Stmt::Import(import) => {
+                for alias in &import.names {
+                    let bound = match &alias.asname {
+                        Some(asname) => asname.as_str(),
+                        None => top_level(alias.name.as_str()),
+                    };
+                    self.bindings.modules.insert(bound.to_string());
+                }
+            }
+            ast::Stmt::ImportFrom(import) => {
+                for alias in &import.names {
+                    let name = alias.name.as_str();
+                    let bound = alias.asname.as_ref().map_or(name, |a| a.as_str());
+                    self.bindings.imported.insert(bound.to_string());
+                    if let Some(&(_, limit)) = PICKLE_LOADERS.iter().find(|(n, _)| *n == name) {
+                        self.bindings.loaders.insert(bound.to_string(), limit);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn is_import_rooted(&self, expr: &ast::Expr) -> bool {
+        root_name(expr).is_some_and(|root| {
+            self.bindings.modules.contains(root) || self.bindings.imported.contains(root)
+        })
+    }
+
+    fn check_call(&mut self, call: &ast::ExprCall) {
+        self.direct_callees.insert(call.func.range());
+        for keyword in &call.keywords {
+            if keyword
+                .arg
+                .as_ref()
+                .is_some_and(|a| a.as_str() == "allow_pickle")
+                && !is_false_literal(&keyword.value)
+            {
+                let message = "`allow_pickle` must be the literal `False`: unpickling runs \
+                               any code"
+                    .to_string();
+                self.report(keyword.range.start(), "unsafe-call", message);
+            }
+        }
+        let Some(callee) = last_name(&call.func) else {
+            return;
+        };
+        let callee = fold_identifier(callee);
+        let unpacked = call.args.iter().any(|a| matches!(a, ast::Expr::Starred(_)))
+            || call.keywords.iter().any(|k| k.arg.is_none());
+        let start = call.range.start();
+        let loader = PICKLE_LOADERS
+            .iter()
+            .find(|(n, _)| *n == callee)
+            .map(|&(_, safe)| safe)
+            .or_else(|| match call.func.as_ref() {
+                ast::Expr::Name(_) => self.bindings.loaders.get(callee.as_ref()).copied(),
+                _ => None,
+            });
+        if let Some(safe) = loader {
+            if unpacked {
+                let message = format!(
+                    "`{callee}` may not be called with *args or **kwargs: its `allow_pickle` \
+                     must be seen to be False"
+                );
+                self.report(start, "unsafe-call", message);
+            } else if let Some(arg) = call.args.get(safe) {
+                if !is_false_literal(arg) {
+                    let message = format!(
+                        "argument {} of `{callee}` is `allow_pickle`: it must be the literal \
+                         `False`, or pass the other arguments by keyword",
+                        safe + 1
+                    );
+                    self.report(arg.range().start(), "unsafe-call", message);
+                }
+            }
+        }
+        if callee == "ndarray"
+            && (unpacked
+                || call.args.len() > 2
+                || call.keywords.iter().any(|k| {
+                    k.arg
+                        .as_ref()
+                        .is_some_and(|a| matches!(a.as_str(), "buffer" | "offset" | "strides"))
+                }))
+        {
+            let message = "`ndarray` over a raw buffer can forge object pointers; use \
+                           `numpy.frombuffer` or `numpy.array`"
+                .to_string();
+            self.report(start, "unsafe-call", message);
+        }
+        if callee == "type" && (unpacked || call.args.len() > 1 || !call.keywords.is_empty()) {
+            let message = "building a class with `type(name, bases, namespace)` is not allowed: \
+                           its namespace can hold any name; write a `class` statement"
+                .to_string();
+            self.report(start, "unsafe-call", message);
+        }
+        if callee == "memmap" {
+            let dtype = call.args.get(1).or_else(|| {
+                call.keywords
+                    .iter()
+                    .find(|k| k.arg.as_ref().is_some_and(|a| a.as_str() == "dtype"))
+                    .map(|k| &k.value)
+            });
+            if dtype.is_some_and(surface::is_object_dtype) {
+                let message = "`memmap` with an object dtype reads object pointers from a \
+                               file"
+                    .to_string();
+                self.report(start, "unsafe-call", message);
+            }
         }
     }
 
     fn check_stmt(&mut self, stmt: &ast::Stmt) {
+        if self.collecting {
+            self.record_bindings(stmt);
+            return;
+        }
         match stmt {
             ast::Stmt::Import(import) => {
                 for alias in &import.names {
                     self.check_module(alias.range.start(), alias.name.as_str());
+                    self.check_module_path(alias.range, alias.name.as_str());
                 }
             }
             ast::Stmt::ImportFrom(import) => {
@@ -350,6 +588,7 @@ impl Checker<'_> {
                         let top = top_level(module.as_str());
                         let offset = self.find_in(import.range, top, false);
                         self.check_module(offset, module.as_str());
+                        self.check_module_path(import.range, module.as_str());
                     }
                     _ => {
                         let message = "relative import is not allowed".to_string();
@@ -357,7 +596,29 @@ impl Checker<'_> {
                     }
                 }
                 for alias in &import.names {
-                    self.check_dunder_attribute(alias.range.start(), alias.name.as_str());
+                    let name = alias.name.as_str();
+                    if name == "*" {
+                        let module = import.module.as_ref().map_or("", |m| m.as_str());
+                        if !STAR_IMPORTABLE.contains(&module) {
+                            let message = format!(
+                                "`from {module} import *` is not allowed: import the names \
+                                 you use"
+                            );
+                            self.report(alias.range.start(), "import-not-allowed", message);
+                        }
+                    } else {
+                        self.check_attribute(alias.range.start(), name);
+                    }
+                }
+            }
+            ast::Stmt::FunctionDef(ast::StmtFunctionDef { name, range, .. })
+            | ast::Stmt::AsyncFunctionDef(ast::StmtAsyncFunctionDef { name, range, .. })
+            | ast::Stmt::ClassDef(ast::StmtClassDef { name, range, .. }) => {
+                let folded = fold_identifier(name.as_str());
+                if FORBIDDEN_DUNDER_NAMES.contains(&folded.as_ref()) {
+                    let offset = self.find_in(*range, name.as_str(), false);
+                    let message = format!("defining {} is not allowed", shown(name.as_str()));
+                    self.report(offset, "dunder-access", message);
                 }
             }
             _ => {}
@@ -365,34 +626,82 @@ impl Checker<'_> {
     }
 
     fn check_expr(&mut self, expr: &ast::Expr) {
+        if self.collecting {
+            return;
+        }
         match expr {
             ast::Expr::Name(name) => {
                 let id = fold_identifier(name.id.as_str());
-                let loaded = !matches!(name.ctx, ast::ExprContext::Store);
+                let loaded = matches!(name.ctx, ast::ExprContext::Load);
+                let called = self.direct_callees.contains(&name.range);
                 if loaded && FORBIDDEN_NAMES.contains(&id.as_ref()) {
                     let message = format!("{} is not allowed", shown(name.id.as_str()));
                     self.report(name.range.start(), "forbidden-call", message);
                 } else if FORBIDDEN_DUNDER_NAMES.contains(&id.as_ref()) {
                     let message = format!("access to {} is not allowed", shown(name.id.as_str()));
                     self.report(name.range.start(), "dunder-access", message);
+                } else if loaded && !called && self.bindings.loaders.contains_key(id.as_ref()) {
+                    let message = format!(
+                        "{} unpickles with `allow_pickle`: it may only be called directly",
+                        shown(name.id.as_str())
+                    );
+                    self.report(name.range.start(), "unsafe-call", message);
+                } else if loaded
+                    && self.bindings.modules.contains(id.as_ref())
+                    && !self.attribute_bases.contains(&name.range)
+                {
+                    let message = format!(
+                        "the module {} may only be used through its attributes (`{}.name`): \
+                         passed around, what is read from it cannot be checked",
+                        shown(name.id.as_str()),
+                        name.id
+                    );
+                    self.report(name.range.start(), "module-alias", message);
                 }
             }
             ast::Expr::Attribute(attribute) => {
+                if let ast::Expr::Name(base) = attribute.value.as_ref() {
+                    self.attribute_bases.insert(base.range);
+                }
                 let attr = attribute.attr.as_str();
                 let offset = self.find_in(attribute.range, attr, true);
-                self.check_dunder_attribute(offset, attr);
+                self.check_attribute(offset, attr);
+                let folded = fold_identifier(attr);
+                if PICKLE_LOADERS.iter().any(|(n, _)| *n == folded)
+                    && !self.direct_callees.contains(&attribute.range)
+                    && self.is_import_rooted(&attribute.value)
+                {
+                    let message = format!(
+                        "{} unpickles with `allow_pickle`: it may only be called directly",
+                        shown(attr)
+                    );
+                    self.report(offset, "unsafe-call", message);
+                }
+            }
+            ast::Expr::Call(call) => self.check_call(call),
+            ast::Expr::Constant(constant) => {
+                // `type("A", (), {"__annotations__": ...})`: the name as a dict key.
+                if let ast::Constant::Str(text) = &constant.value {
+                    if FORBIDDEN_DUNDER_STRINGS.contains(&text.as_str()) {
+                        let message = format!("the name `{text}` is not allowed, even as a string");
+                        self.report(constant.range.start(), "dunder-access", message);
+                    }
+                }
             }
             _ => {}
         }
     }
 
     fn check_pattern(&mut self, pattern: &ast::Pattern) {
+        if self.collecting {
+            return;
+        }
         // `case C(__class__=c)` reads the attribute `__class__` of the subject.
         if let ast::Pattern::MatchClass(class) = pattern {
             for (attr, sub) in class.kwd_attrs.iter().zip(&class.kwd_patterns) {
                 let before = TextRange::new(class.range.start(), sub.range().start());
                 let offset = self.find_in(before, attr.as_str(), true);
-                self.check_dunder_attribute(offset, attr.as_str());
+                self.check_attribute(offset, attr.as_str());
             }
         }
     }
@@ -400,7 +709,7 @@ impl Checker<'_> {
     /// Runs `walk` one level deeper, or refuses the node once the nesting limit is reached.
     fn nested<T>(&mut self, node: T, start: TextSize, walk: fn(&mut Self, T) -> T) -> T {
         if self.depth >= MAX_DEPTH {
-            if !self.too_deep {
+            if !self.too_deep && !self.collecting {
                 self.too_deep = true;
                 let message = format!("code is nested too deeply (more than {MAX_DEPTH} levels)");
                 self.report(start, "syntax-error", message);
@@ -719,6 +1028,260 @@ match value:
         assert_eq!(check("import ｏs\n"), vec![at(1, 8, "import-not-allowed")]);
         let message = &validate("y = ｅval\n", &Policy::default_python())[0].message;
         assert_eq!(message, "`ｅval` (read as `eval`) is not allowed");
+    }
+
+    #[test]
+    fn refuses_private_attributes_random_os_and_what_follows() {
+        let code = "import random\nrandom._os.system(\"id\")\n";
+        assert_eq!(
+            check(code),
+            vec![at(2, 8, "private-access"), at(2, 12, "forbidden-attribute")]
+        );
+        let message = &validate(code, &Policy::default_python())[0].message;
+        assert!(
+            message.starts_with("access to the private name `_os`"),
+            "{message}"
+        );
+        assert_eq!(
+            check("from random import _os\n"),
+            vec![at(1, 20, "private-access")]
+        );
+        assert_eq!(
+            check("import numpy._core\n"),
+            vec![at(1, 14, "private-access")]
+        );
+    }
+
+    #[test]
+    fn private_attributes_of_user_classes_are_refused_too() {
+        // The validator cannot tell `self` from a module: any `_name` is refused.
+        let code = "class P:\n    def __init__(self):\n        self._x = 1\n";
+        assert_eq!(check(code), vec![at(3, 14, "private-access")]);
+    }
+
+    #[test]
+    fn namedtuple_methods_scipy_signal_and_safe_numpy_are_accepted() {
+        let code = r#"
+from collections import namedtuple
+import json
+import numpy as np
+import scipy.signal
+from scipy import signal
+from scipy.constants import *
+from math import *
+P = namedtuple("P", "x y")
+p = P(1, 2)._replace(x=3)
+d = p._asdict()
+w = np.lib.stride_tricks.sliding_window_view(np.arange(5), 3)
+a = np.load("a.npy")
+b = np.load("a.npy", mmap_mode="r", allow_pickle=False)
+c = np.load("a.npy", "r", False)
+m = np.memmap("m.dat", dtype=np.float64, mode="r")
+config = json.load(open("/work/in/c.json"))
+force = beam.load * 2
+f = beam.load
+s = signal.convolve(a, b)
+class V:
+    def __add__(self, other):
+        return self
+    __radd__ = __add__
+"#;
+        assert_eq!(check(code), vec![]);
+    }
+
+    #[test]
+    fn refuses_interpreter_modules_reached_as_attributes_of_allowed_modules() {
+        let code = "import statistics\nm = statistics.sys.modules[\"os\"]\n";
+        assert_eq!(check(code), vec![at(2, 16, "forbidden-attribute")]);
+        let code = "import dataclasses, enum\nb = dataclasses.builtins.eval(\"1\")\nc = enum.bltns\nt = dataclasses.types.FunctionType\ni = dataclasses.inspect\n";
+        let expected = vec![
+            at(2, 17, "forbidden-attribute"),
+            at(2, 26, "forbidden-attribute"),
+            at(3, 10, "forbidden-attribute"),
+            at(4, 17, "forbidden-attribute"),
+            at(5, 17, "forbidden-attribute"),
+        ];
+        assert_eq!(check(code), expected);
+    }
+
+    #[test]
+    fn refuses_numpy_ctypeslib_and_ndarray_ctypes_however_reached() {
+        let code = "import numpy as np\nimport numpy.ctypeslib\nfrom numpy import ctypeslib\nlib = np.ctypeslib.load_library(\"x\", \".\")\np = np.zeros(1).ctypes\n";
+        let expected = vec![
+            at(2, 14, "forbidden-attribute"),
+            at(3, 19, "forbidden-attribute"),
+            at(4, 10, "forbidden-attribute"),
+            at(4, 20, "forbidden-attribute"),
+            at(5, 17, "forbidden-attribute"),
+        ];
+        assert_eq!(check(code), expected);
+    }
+
+    #[test]
+    fn refuses_numpy_distutils_f2py_testing_compat_and_imports_by_name() {
+        let code = "from numpy.distutils.exec_command import exec_command\nimport numpy.f2py\n";
+        let expected = vec![
+            at(1, 12, "forbidden-attribute"),
+            at(1, 22, "forbidden-attribute"),
+            at(1, 42, "forbidden-attribute"),
+            at(2, 14, "forbidden-attribute"),
+        ];
+        assert_eq!(check(code), expected);
+        let code = "import numpy as np\nnp.testing.assert_allclose(1, 1)\nm = np.compat.npy_load_module(\"m\", \"/work/out/m.py\")\nnp.lookfor(\"x\", module=\"m\")\nhelp(\"m\")\n";
+        let expected = vec![
+            at(2, 4, "forbidden-attribute"),
+            at(3, 8, "forbidden-attribute"),
+            at(3, 15, "forbidden-attribute"),
+            at(4, 4, "forbidden-attribute"),
+            at(5, 1, "forbidden-call"),
+        ];
+        assert_eq!(check(code), expected);
+    }
+
+    #[test]
+    fn refuses_unpickling_through_numpy_load_by_keyword_position_alias_or_unpacking() {
+        let code = r#"import numpy as np
+from numpy import load as L
+a = np.load("a.npy", allow_pickle=True)
+b = np.load("a.npy", allow_pickle=flag)
+c = np.load("a.npy", None, True)
+d = np.load("a.npy", **options)
+f = np.load
+e = L("a.npy", None, True)
+g = L
+h = np.lib.format.read_array(fp, True)
+z = np.lib.npyio.NpzFile(fp)
+"#;
+        let expected = vec![
+            at(3, 22, "unsafe-call"),
+            at(4, 22, "unsafe-call"),
+            at(5, 28, "unsafe-call"),
+            at(6, 5, "unsafe-call"),
+            at(7, 8, "unsafe-call"),
+            at(8, 22, "unsafe-call"),
+            at(9, 5, "unsafe-call"),
+            at(10, 34, "unsafe-call"),
+            at(11, 18, "forbidden-attribute"),
+        ];
+        assert_eq!(check(code), expected);
+        // Wherever `allow_pickle` is passed, e.g. to build the keywords of a later call.
+        assert_eq!(
+            check("kw = dict(allow_pickle=True)\n"),
+            vec![at(1, 11, "unsafe-call")]
+        );
+    }
+
+    #[test]
+    fn refuses_attribute_access_by_computed_name() {
+        let code = "import operator, string, random\no = operator.attrgetter(\"_os.system\")(random)\nfrom operator import methodcaller\nf = string.Formatter().get_field(\"0._os\", [random], {})\n";
+        // Passing the module itself is refused as well.
+        let expected = vec![
+            at(2, 14, "forbidden-attribute"),
+            at(2, 39, "module-alias"),
+            at(3, 22, "forbidden-attribute"),
+            at(4, 12, "forbidden-attribute"),
+            at(4, 24, "forbidden-attribute"),
+            at(4, 44, "module-alias"),
+        ];
+        assert_eq!(check(code), expected);
+    }
+
+    #[test]
+    fn refuses_the_evaluation_of_string_annotations() {
+        // get_type_hints (also run by singledispatch's register) evaluates annotation strings.
+        let code = "import typing\nfrom functools import singledispatch\nh = typing.get_type_hints(f)\nr = typing.ForwardRef(\"x\")\n";
+        let expected = vec![
+            at(2, 23, "forbidden-attribute"),
+            at(3, 12, "forbidden-attribute"),
+            at(4, 12, "forbidden-attribute"),
+        ];
+        assert_eq!(check(code), expected);
+    }
+
+    #[test]
+    fn refuses_frames_and_code_objects_of_generators() {
+        let code = "g = (x for x in ())\nb = g.gi_frame.f_builtins[\"eval\"]\nc = g.gi_code\n";
+        let expected = vec![
+            at(2, 7, "forbidden-attribute"),
+            at(2, 16, "forbidden-attribute"),
+            at(3, 7, "forbidden-attribute"),
+        ];
+        assert_eq!(check(code), expected);
+    }
+
+    #[test]
+    fn refuses_a_module_used_other_than_through_its_attributes() {
+        let code = "import numpy\nn = numpy\nm = [numpy][0]\nprint(numpy.pi)\n";
+        assert_eq!(
+            check(code),
+            vec![at(2, 5, "module-alias"), at(3, 6, "module-alias")]
+        );
+        // A function may use a name that a later line imports.
+        let code = "def f():\n    return np.load\nimport numpy as np\n";
+        assert_eq!(check(code), vec![at(2, 15, "unsafe-call")]);
+    }
+
+    #[test]
+    fn refuses_star_imports_except_from_plain_math_modules() {
+        assert_eq!(
+            check("from numpy import *\n"),
+            vec![at(1, 19, "import-not-allowed")]
+        );
+        assert_eq!(check("from math import *\nfrom cmath import *\n"), vec![]);
+    }
+
+    #[test]
+    fn refuses_numpy_arrays_over_raw_memory_and_native_callbacks() {
+        let code = r#"import numpy as np
+v = np.lib.stride_tricks.as_strided(a, shape=(4,), strides=(8,))
+x = np.ndarray((2,), object, buf)
+y = np.ndarray((2,), dtype=object, buffer=buf)
+z = np.memmap("f", dtype="O")
+k = np.memmap("f", dtype=[("a", "|O8")])
+d = np.lib.stride_tricks.DummyArray(interface)
+s = scipy.LowLevelCallable(capsule)
+"#;
+        let expected = vec![
+            at(2, 26, "forbidden-attribute"),
+            at(3, 5, "unsafe-call"),
+            at(4, 5, "unsafe-call"),
+            at(5, 5, "unsafe-call"),
+            at(6, 5, "unsafe-call"),
+            at(7, 26, "forbidden-attribute"),
+            at(8, 11, "forbidden-attribute"),
+        ];
+        assert_eq!(check(code), expected);
+    }
+
+    #[test]
+    fn refuses_dunders_that_inject_code_or_addresses_when_assigned_or_defined() {
+        let code = r#"from dataclasses import dataclass
+@dataclass
+class A:
+    x: int
+    __annotations__["y=__import__('os')"] = int
+class B:
+    __array_interface__ = {}
+class C:
+    @property
+    def __array_interface__(self):
+        return {}
+"#;
+        let expected = vec![
+            at(5, 5, "dunder-access"),
+            at(7, 5, "dunder-access"),
+            at(10, 9, "dunder-access"),
+        ];
+        assert_eq!(check(code), expected);
+        // The same through a class built from a dict.
+        let code = r#"from dataclasses import dataclass
+A = dataclass(type("A", (), {"__annotations__": {"y=1": int}}))
+t = type(3)
+"#;
+        assert_eq!(
+            check(code),
+            vec![at(2, 15, "unsafe-call"), at(2, 30, "dunder-access")]
+        );
     }
 
     #[test]

@@ -192,6 +192,15 @@ async fn static_validation_refuses_with_a_report() {
         ("import os\nos.system('id')\n", "import-not-allowed"),
         ("x = eval('1+1')\n", "forbidden-call"),
         ("print(().__class__.__bases__)\n", "dunder-access"),
+        ("import random\nrandom._os.system('id')\n", "private-access"),
+        (
+            "import statistics\nstatistics.sys.modules\n",
+            "forbidden-attribute",
+        ),
+        (
+            "import numpy as np\nd = np.load('x.npy', allow_pickle=True)\n",
+            "unsafe-call",
+        ),
         ("def f(:\n", "syntax-error"),
     ] {
         let r = c

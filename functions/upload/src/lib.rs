@@ -2,6 +2,7 @@
 //! and metadata with a presigned download. An object never exists without its row: the row is
 //! reserved `pending` first and only turns `available` once the object is written.
 
+mod disposition;
 mod multipart;
 
 use std::convert::Infallible;
@@ -10,7 +11,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use mecapy_shared::db::{self, files::FileRow, files::Stored, DbError};
 use mecapy_shared::http::{self, ApiError};
-use mecapy_shared::storage;
+use mecapy_shared::storage::{self, FileName};
 use mecapy_shared::AppState;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -79,9 +80,15 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
     let key = storage::user_file_key(user.id, &file.filename);
     let db = state.db.get().await.map_err(DbError::from)?;
 
-    let reserved = db::files::reserve(&**db, user.id, &file.filename, &key, &file.content_type)
-        .await?
-        .ok_or_else(|| conflict(&file.filename))?;
+    let reserved = db::files::reserve(
+        &**db,
+        user.id,
+        file.filename.as_str(),
+        &key,
+        &file.content_type,
+    )
+    .await?
+    .ok_or_else(|| conflict(file.filename.as_str()))?;
 
     let etag = match state
         .storage
@@ -105,7 +112,7 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
     };
     match db::files::mark_available(&**db, &reserved, &stored).await {
         Ok(Some(row)) => Ok(http::json(StatusCode::CREATED, &view(&state, row).await?)),
-        Ok(None) => Err(conflict(&file.filename)),
+        Ok(None) => Err(conflict(file.filename.as_str())),
         Err(e) => {
             // The row could not be completed: take the object back so none exists without it.
             if let Err(delete) = state.storage.delete(&key).await {
@@ -120,7 +127,7 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
 async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let body: PresignRequest = http::json_body(&req, state.config.max_json_bytes)?;
-    storage::validate_filename(&body.filename)?;
+    let filename = FileName::parse(&body.filename)?;
     let content_type = match &body.content_type {
         Some(ct) => valid_content_type(ct)?,
         None => "application/octet-stream".to_string(),
@@ -134,11 +141,11 @@ async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiErr
             state.config.max_presigned_bytes
         )));
     }
-    let key = storage::user_file_key(user.id, &body.filename);
+    let key = storage::user_file_key(user.id, &filename);
     let db = state.db.get().await.map_err(DbError::from)?;
-    let reserved = db::files::reserve(&**db, user.id, &body.filename, &key, &content_type)
+    let reserved = db::files::reserve(&**db, user.id, filename.as_str(), &key, &content_type)
         .await?
-        .ok_or_else(|| conflict(&body.filename))?;
+        .ok_or_else(|| conflict(filename.as_str()))?;
     let ttl = state.config.presign_ttl;
     let url = match state.storage.presign_put(&key, &content_type, ttl).await {
         Ok(url) => url,

@@ -1,18 +1,22 @@
 //! Reads the `file` field of a multipart/form-data body, refusing bad names and oversize files
-//! before anything is written.
+//! before anything is written. Each part's Content-Disposition is parsed by [`disposition`]
+//! (multer's own reading of it is lenient and lossy), and the name checked and normalised by
+//! [`FileName::parse`].
 
 use bytes::Bytes;
 use lambda_http::http::header;
 use lambda_http::Request;
 use mecapy_shared::http::ApiError;
-use mecapy_shared::storage;
+use mecapy_shared::storage::FileName;
+
+use crate::disposition::{self, DispositionError};
 
 /// Room for the multipart framing around the file.
 const FRAMING_ALLOWANCE: u64 = 64 * 1024;
 
 #[derive(Debug)]
 pub struct UploadedFile {
-    pub filename: String,
+    pub filename: FileName,
     pub content_type: String,
     pub data: Bytes,
 }
@@ -63,17 +67,17 @@ pub async fn parse(req: &Request, max_bytes: u64) -> Result<UploadedFile, ApiErr
         .await
         .map_err(|e| multer_error(e, max_bytes))?
     {
-        if field.name() != Some("file") {
+        let part = disposition::of_part(field.headers()).map_err(malformed)?;
+        let Some(part) = part.filter(|p| p.name.as_deref() == Some("file")) else {
             continue;
-        }
+        };
         if found.is_some() {
             return Err(ApiError::bad_field("file", "send exactly one `file` field"));
         }
-        let filename = field
-            .file_name()
-            .ok_or_else(|| ApiError::bad_field("filename", "the `file` field has no filename"))?
-            .to_string();
-        storage::validate_filename(&filename)?;
+        let raw = part
+            .filename
+            .ok_or_else(|| ApiError::bad_field("filename", "the `file` field has no filename"))?;
+        let filename = FileName::parse(&raw)?;
         let content_type = match field.content_type() {
             Some(m) => valid_content_type(m.as_ref())?,
             None => "application/octet-stream".to_string(),
@@ -92,6 +96,10 @@ pub async fn parse(req: &Request, max_bytes: u64) -> Result<UploadedFile, ApiErr
         });
     }
     found.ok_or_else(|| ApiError::bad_field("file", "the form has no `file` field"))
+}
+
+fn malformed(e: DispositionError) -> ApiError {
+    ApiError::bad_field(e.field(), format!("malformed Content-Disposition: {e}"))
 }
 
 fn too_large(max_bytes: u64) -> ApiError {

@@ -5,7 +5,8 @@
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Response};
 use mecapy_shared::testing::{
-    assert_problem, body_json, json_request, multipart_request, request, TestContext,
+    assert_problem, body_json, json_request, multipart_request, multipart_request_with, request,
+    TestContext,
 };
 use mecapy_shared::AppState;
 use serde_json::{json, Value};
@@ -465,4 +466,240 @@ async fn unknown_routes_and_methods_are_refused() {
     )
     .await;
     problem(&r, StatusCode::NOT_FOUND);
+}
+
+/// A multipart upload whose `file` part has these Content-Disposition parameters after
+/// `form-data; name="file"; `.
+async fn upload_with(ctx: &TestContext, token: &str, params: &str, data: &[u8]) -> Response<Body> {
+    let disposition = format!("form-data; name=\"file\"; {params}");
+    let req = multipart_request_with(
+        "/files",
+        Some(token),
+        disposition.as_bytes(),
+        "text/csv",
+        data,
+    );
+    call(&ctx.state, req).await
+}
+
+async fn listed_names(ctx: &TestContext, token: &str) -> Vec<String> {
+    let r = call(
+        &ctx.state,
+        request(Method::GET, "/files", Some(token), Body::Empty),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut names: Vec<String> = body_json(&r)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filename"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn escaped_quotes_are_stored_as_sent_and_names_stay_distinct() {
+    let ctx = TestContext::new().await;
+    let token = ctx.token_for("quoter").await;
+    // curl --form-escape writes `\"`; browsers write `%22`.
+    for (params, stored) in [
+        (r#"filename="we\"ird1.csv""#, "we\"ird1.csv"),
+        (r#"filename="we\"ird2.csv""#, "we\"ird2.csv"),
+        (r#"filename="we%22ird3.csv""#, "we\"ird3.csv"),
+        (r#"filename="100%.csv""#, "100%.csv"),
+    ] {
+        let r = upload_with(&ctx, &token, params, b"1").await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{params}: {:?}", r.body());
+        assert_eq!(body_json(&r)["filename"], stored);
+    }
+    assert_eq!(
+        listed_names(&ctx, &token).await,
+        ["100%.csv", "we\"ird1.csv", "we\"ird2.csv", "we\"ird3.csv"]
+    );
+    let keys = ctx.object_keys().await;
+    assert!(
+        keys.iter().any(|k| k.ends_with("/we\"ird1.csv")),
+        "{keys:?}"
+    );
+    // The same escaped name again is the same file.
+    let r = upload_with(&ctx, &token, r#"filename="we\"ird1.csv""#, b"2").await;
+    problem(&r, StatusCode::CONFLICT);
+    assert_eq!(written(&ctx).await, (4, 4, 4));
+}
+
+#[tokio::test]
+async fn nfc_and_nfd_spellings_are_one_name() {
+    let ctx = TestContext::new().await;
+    let token = ctx.token_for("accents").await;
+    let nfc = "caf\u{e9}.csv";
+    let nfd = "cafe\u{301}.csv";
+    let r = call(
+        &ctx.state,
+        multipart_request("/files", Some(&token), nfd, "text/csv", b"first"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
+    assert_eq!(body_json(&r)["filename"], nfc);
+    for name in [nfc, nfd] {
+        let r = call(
+            &ctx.state,
+            multipart_request("/files", Some(&token), name, "text/csv", b"second"),
+        )
+        .await;
+        let body = problem(&r, StatusCode::CONFLICT);
+        assert!(body["detail"].as_str().unwrap().contains(nfc), "{body}");
+    }
+    let r = upload_with(&ctx, &token, "filename*=UTF-8''cafe%CC%81.csv", b"third").await;
+    problem(&r, StatusCode::CONFLICT);
+    assert_eq!(written(&ctx).await, (1, 1, 1));
+    assert!(ctx.object_keys().await[0].ends_with(&format!("/{nfc}")));
+}
+
+#[tokio::test]
+async fn presign_normalises_the_name_before_reserving_it() {
+    let ctx = TestContext::new().await;
+    let token = ctx.token_for("presign-accents").await;
+    let nfd = "re\u{301}sume\u{301}.csv";
+    let nfc = "r\u{e9}sum\u{e9}.csv";
+    let r = call(
+        &ctx.state,
+        json_request(
+            Method::POST,
+            "/files/presign",
+            Some(&token),
+            &json!({"filename": nfd}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
+    let grant = body_json(&r);
+    assert_eq!(grant["file"]["filename"], nfc);
+    let put = reqwest::Client::new()
+        .put(grant["upload"]["url"].as_str().unwrap())
+        .header("content-type", "application/octet-stream")
+        .body(b"1,2\n".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "presigned PUT: {}", put.status());
+    let complete = format!("/files/{}/complete", grant["file"]["id"].as_str().unwrap());
+    let r = call(
+        &ctx.state,
+        request(Method::POST, &complete, Some(&token), Body::Empty),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.body());
+    assert_eq!(listed_names(&ctx, &token).await, [nfc]);
+    assert!(ctx.object_keys().await[0].ends_with(&format!("/{nfc}")));
+    // The NFC spelling, through either route, is the same name.
+    let r = call(
+        &ctx.state,
+        multipart_request("/files", Some(&token), nfc, "text/csv", b"x"),
+    )
+    .await;
+    problem(&r, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn invisible_and_bidi_characters_in_names_are_400_naming_them() {
+    let ctx = TestContext::new().await;
+    let token = ctx.token_for("spoofer").await;
+    for (name, code_point) in [
+        ("invoice\u{202E}vsc.exe", "U+202E"),
+        ("a\u{200B}.csv", "U+200B"),
+        ("\u{FEFF}a.csv", "U+FEFF"),
+    ] {
+        let r = call(
+            &ctx.state,
+            multipart_request("/files", Some(&token), name, "text/csv", b"1"),
+        )
+        .await;
+        let body = problem(&r, StatusCode::BAD_REQUEST);
+        assert_eq!(body["field"], "filename", "{name:?}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(code_point),
+            "{body}"
+        );
+        let r = call(
+            &ctx.state,
+            json_request(
+                Method::POST,
+                "/files/presign",
+                Some(&token),
+                &json!({"filename": name}),
+            ),
+        )
+        .await;
+        let body = problem(&r, StatusCode::BAD_REQUEST);
+        assert_eq!(body["field"], "filename", "{name:?}: {body}");
+    }
+    let r = upload_with(&ctx, &token, "filename*=UTF-8''a%E2%80%AEb.csv", b"1").await;
+    assert_eq!(problem(&r, StatusCode::BAD_REQUEST)["field"], "filename");
+    assert_eq!(written(&ctx).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn extended_filename_round_trips_through_get_and_download() {
+    let ctx = TestContext::new().await;
+    let token = ctx.token_for("emoji").await;
+    let name = "\u{1F4C8} r\u{e9}sultats (final).csv";
+    let r = upload_with(
+        &ctx,
+        &token,
+        "filename=\"fallback.csv\"; filename*=UTF-8''%F0%9F%93%88%20r%C3%A9sultats%20(final).csv",
+        b"t,f\n0,1\n",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
+    let id = body_json(&r)["id"].as_str().unwrap().to_string();
+    let r = call(
+        &ctx.state,
+        request(
+            Method::GET,
+            &format!("/files/{id}"),
+            Some(&token),
+            Body::Empty,
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let meta = body_json(&r);
+    assert_eq!(meta["filename"], name);
+    let download = reqwest::get(meta["download_url"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(
+        download.headers()[header::CONTENT_DISPOSITION],
+        "attachment; filename*=UTF-8''%F0%9F%93%88%20r%C3%A9sultats%20%28final%29.csv"
+    );
+    assert_eq!(download.bytes().await.unwrap().as_ref(), b"t,f\n0,1\n");
+    assert_eq!(listed_names(&ctx, &token).await, [name]);
+}
+
+#[tokio::test]
+async fn malformed_content_disposition_is_400_naming_the_problem() {
+    let ctx = TestContext::new().await;
+    let token = ctx.token_for("malformed").await;
+    for (params, expected) in [
+        (
+            r#"filename="unterminated.csv"#,
+            "unterminated quoted string",
+        ),
+        (r#"filename="a.csv"junk"#, "after the value"),
+        (r#"filename="a.csv"; filename="b.csv""#, "sent twice"),
+        ("filename*=UTF-8''caf%C3%A", "percent-encoding"),
+        ("filename*=windows-1252''caf%E9.csv", "windows-1252"),
+        (r#"filename="C:\Users\a.csv""#, "backslash"),
+        (r#"filename="line%0Abreak.csv""#, "U+000A"),
+    ] {
+        let r = upload_with(&ctx, &token, params, b"1").await;
+        let body = problem(&r, StatusCode::BAD_REQUEST);
+        assert_eq!(body["field"], "filename", "{params}: {body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(expected), "{params}: {detail}");
+    }
+    assert_eq!(written(&ctx).await, (0, 0, 0));
 }
