@@ -71,8 +71,8 @@ pub struct Config {
     /// its limit + the grace + this; a job `running` past its lease was left by a dispatcher that
     /// died.
     pub dispatch_lease_margin: Duration,
-    /// compute-dispatch: records of a batch run at once (`DISPATCH_CONCURRENCY`; none: the
-    /// engine's CPU count).
+    /// compute-dispatch: records of a batch run at once (`DISPATCH_CONCURRENCY`; none: two per
+    /// engine CPU, see `sandbox::default_concurrency`).
     pub dispatch_concurrency: Option<usize>,
     /// compute-dispatch: claims of one job before it is given up as `error` when its
     /// dispatcher keeps dying (`MAX_ATTEMPTS`).

@@ -116,7 +116,7 @@ impl Dispatcher {
 
     /// The events queue comes from `EVENTS_QUEUE_URL` (events are skipped when it is unset), the
     /// compute queue from `COMPUTE_QUEUE_URL`, the concurrency from `DISPATCH_CONCURRENCY` or the
-    /// engine's CPU count.
+    /// engine's CPU count (two jobs per CPU at the default 0.5 CPU share).
     pub async fn from_env(
         state: AppState,
         runtime: Arc<dyn ContainerRuntime>,
@@ -126,7 +126,7 @@ impl Dispatcher {
         let config = state.config.clone();
         let concurrency = match config.dispatch_concurrency {
             Some(n) => n,
-            None => runtime.capacity().await.unwrap_or(2),
+            None => mecapy_shared::sandbox::default_concurrency(runtime.cpus().await.unwrap_or(1)),
         };
         tracing::info!(concurrency, "dispatcher ready");
         let mut dispatcher = Dispatcher::new(state, runtime, concurrency);

@@ -528,7 +528,7 @@ impl ContainerRuntime for DockerRuntime {
         self.reap_expired().await
     }
 
-    async fn capacity(&self) -> Option<usize> {
+    async fn cpus(&self) -> Option<usize> {
         let info = self.docker.info().await.ok()?;
         info.ncpu
             .and_then(|n| usize::try_from(n).ok())

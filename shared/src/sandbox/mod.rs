@@ -196,10 +196,17 @@ pub trait ContainerRuntime: Send + Sync {
     /// Removes what outlived its deadline (a run's limit plus [`HOLDER_GRACE`]): the backstop
     /// for runs whose dispatcher died. Returns what was removed.
     async fn reap(&self) -> Result<Vec<String>, SandboxError>;
-    /// How many jobs the engine runs well at once (its CPU count), if it says.
-    async fn capacity(&self) -> Option<usize> {
+    /// The engine's CPU count, if it says.
+    async fn cpus(&self) -> Option<usize> {
         None
     }
+}
+
+/// How many jobs to run at once on an engine of `engine_cpus` CPUs: as many as fit at the
+/// default job's CPU share (0.5 CPU: two per CPU), so the engine's cores are used while each job
+/// still gets its whole share.
+pub fn default_concurrency(engine_cpus: usize) -> usize {
+    ((engine_cpus as f64 / Limits::default().cpus).floor() as usize).max(1)
 }
 
 #[cfg(test)]
@@ -223,6 +230,13 @@ mod tests {
         assert_eq!(partial.timeout, Duration::from_secs(10));
         assert_eq!(partial.pids_limit, Limits::default().pids_limit);
         assert!(serde_json::from_str::<Limits>(r#"{"timeout_seconds": -1}"#).is_err());
+    }
+
+    #[test]
+    fn default_concurrency_fills_the_engine_at_the_default_cpu_share() {
+        assert_eq!(default_concurrency(2), 4);
+        assert_eq!(default_concurrency(1), 2);
+        assert_eq!(default_concurrency(0), 1);
     }
 
     #[test]
