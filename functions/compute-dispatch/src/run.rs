@@ -89,6 +89,10 @@ impl Dispatcher {
             return self.not_claimed(job_id).await;
         };
         self.emit(Event::started(&job)).await;
+        if let Some(lease) = job.lease_expires_at {
+            let left = (lease - chrono::Utc::now()).to_std().unwrap_or_default();
+            self.watch_lease(job.id, left).await;
+        }
         if job.attempts > 1 {
             if let Some(outcome) = self.stored_outcome(job.id).await? {
                 tracing::info!(%job_id, attempt = outcome.attempt, "outcome of an earlier attempt found: recorded, not run again");

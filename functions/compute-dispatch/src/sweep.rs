@@ -6,9 +6,16 @@
 //! 2. A job `running` past its lease lost its dispatcher: finished from its stored outcome if
 //!    the run got that far, else given back to the queue with a new message, or marked `error`
 //!    once it has been claimed `MAX_ATTEMPTS` times.
+//!
+//! Between two sweeps, each claim also posts a delayed request to dispatch its job, due when its
+//! lease ends (the watchdog, [`Dispatcher::watch_lease`]): if the dispatcher died, that delivery
+//! claims the job again at once; if not, it finds the job finished and is acknowledged.
+//!
 //! 3. A job `queued` with no change for `SWEEP_IDLE_QUEUED_SECONDS` lost its message (dead-letter
 //!    queue after a database outage, a killed invocation's batch): it gets a new one. A duplicate
 //!    message is harmless: the claim is atomic.
+
+use std::time::Duration;
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -20,6 +27,8 @@ use crate::{DispatchError, Dispatcher, Event};
 
 /// How many jobs one sweep handles in each category; the next sweep takes the rest.
 const SWEEP_BATCH: i64 = 500;
+/// SQS's longest message delay.
+const MAX_DELAY_SECONDS: u64 = 900;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
@@ -50,11 +59,13 @@ impl ComputeQueue {
         }
     }
 
-    async fn send(&self, job: Uuid) -> Result<(), DispatchError> {
+    /// Asks for `job` to be dispatched, after `delay` (at most SQS's 15 minutes).
+    pub(crate) async fn send(&self, job: Uuid, delay: Duration) -> Result<(), DispatchError> {
         self.client
             .send_message()
             .queue_url(&self.url)
             .message_body(messages::dispatch(job))
+            .delay_seconds(delay.as_secs().min(MAX_DELAY_SECONDS) as i32)
             .send()
             .await
             .map(|_| ())
@@ -114,9 +125,20 @@ impl Dispatcher {
         Ok(report)
     }
 
+    /// The watchdog of a claim: a request to dispatch `job` again once `lease` has passed. Best
+    /// effort (the sweep is the backstop): a failure is logged.
+    pub(crate) async fn watch_lease(&self, job: Uuid, lease: Duration) {
+        if let Some(queue) = &self.compute_queue {
+            let due = lease + Duration::from_secs(1);
+            if let Err(e) = queue.send(job, due).await {
+                tracing::warn!(%job, error = %e, "lease watchdog not sent: the sweep stands in");
+            }
+        }
+    }
+
     async fn resend(&self, job: Uuid) -> Result<(), DispatchError> {
         match &self.compute_queue {
-            Some(queue) => queue.send(job).await,
+            Some(queue) => queue.send(job, Duration::ZERO).await,
             None => {
                 tracing::warn!(%job, "no compute queue configured: the job waits for its message");
                 Ok(())

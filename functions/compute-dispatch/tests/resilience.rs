@@ -422,18 +422,12 @@ async fn a_killed_dispatcher_leaves_no_container_and_its_job_still_ends() {
     }
     println!("container gone {:?} after the kill", killed.elapsed());
 
-    // The sweep (on its schedule in the stack; here by hand) finds the job past its lease, gives
-    // it back to the queue, and the next dispatcher runs it to a final state within lease + 60 s.
+    // The job's message never comes back (visibility 1 h) and no sweep runs: the watchdog the
+    // claim posted, due when the lease ends, is what brings the job to the next dispatcher, which
+    // runs it to a final state within lease + 60 s.
     let d = h.dispatcher(None).await;
     let final_by = lease + chrono::Duration::seconds(60);
     let job = loop {
-        let report = d.sweep().await.unwrap();
-        if report.requeued > 0 {
-            println!(
-                "requeued by the sweep {:?} after the kill",
-                killed.elapsed()
-            );
-        }
         h.dispatch_once(&d, None).await;
         let job = h.job(id).await;
         if is_final(job["status"].as_str().unwrap()) {
@@ -443,7 +437,6 @@ async fn a_killed_dispatcher_leaves_no_container_and_its_job_still_ends() {
             chrono::Utc::now() < final_by,
             "not final within lease + 60 s: {job}"
         );
-        tokio::time::sleep(Duration::from_secs(1)).await;
     };
     println!(
         "final ({}) {:?} after the kill",
@@ -453,6 +446,57 @@ async fn a_killed_dispatcher_leaves_no_container_and_its_job_still_ends() {
     assert_eq!(job["status"], "timeout", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
     assert!(containers_of(id).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_sweep_requeues_a_job_past_its_lease_and_finishes_one_with_a_stored_outcome() {
+    let h = harness("swept", 3, 5).await;
+    let d = h.dispatcher(None).await;
+    let lost = h.submit("print('again')\n").await;
+    let recorded = h.submit("print('once')\n").await;
+    // Both claimed by a dispatcher that died (and whose watchdog was lost); the second had stored
+    // its outcome.
+    let db = h.ctx.db().await;
+    for id in [lost, recorded] {
+        db.execute(
+            "UPDATE jobs SET status = 'running', attempts = 1, started_at = now() - interval '2 minutes',
+                 lease_expires_at = now() - interval '1 minute' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    }
+    let outcome = json!({"attempt": 1, "status": "failed", "exit_code": 7, "duration_ms": 12,
+        "image_digest": "sha256:0", "limits": {}, "stdout_truncated": false,
+        "stderr_truncated": false, "outputs": [], "outputs_truncated": false});
+    h.ctx
+        .state
+        .storage
+        .put(
+            &mecapy_shared::jobs::keys::outcome(recorded),
+            outcome.to_string().into(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    let report = d.sweep().await.unwrap();
+    assert_eq!((report.requeued, report.finished), (1, 1), "{report:?}");
+    let done = h.job(recorded).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["exit_code"], 7, "{done}");
+    assert_eq!(h.job(lost).await["status"], "queued");
+    // The requeued job's new message runs it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        h.dispatch_once(&d, None).await;
+        let job = h.job(lost).await;
+        if is_final(job["status"].as_str().unwrap()) {
+            assert_eq!(job["status"], "succeeded", "{job}");
+            assert_eq!(job["attempts"], 2, "{job}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ran again: {job}");
+    }
 }
 
 /// PostgreSQL unreachable for `outage` while a burst of jobs is dispatched: every job succeeds

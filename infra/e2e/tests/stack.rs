@@ -315,6 +315,95 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_with_its_job_error() {
     }
 }
 
+/// `docker` with `args`; its stdout's lines.
+fn docker(args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("docker {args:?}: {e} (start the engine: `make up`)"));
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dispatcher_killed_mid_job_leaves_no_container_and_its_job_still_ends() {
+    let _shared = STACK.read().await;
+    let env = ready().await;
+    let api = Api::new(&env.api_url);
+    let token = ok(Provider::new(&env).token_for("e2e-killed").await, &env);
+    let id = ok(
+        submit(
+            &api,
+            &token,
+            &json!({"tool": "python", "code": "while True:\n    pass\n"}),
+        )
+        .await,
+        &env,
+    );
+    let label = format!("label=org.mecapy.job-id={id}");
+    let started = std::time::Instant::now();
+    let seen = loop {
+        if !docker(&["ps", "-q", "--filter", &label]).is_empty() {
+            break std::time::Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "job {id} never got its container"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Kill the dispatcher: its Lambda container, as LocalStack names it.
+    let name = format!(
+        "name=localstack-lambda-{}",
+        env.dispatch_function.to_lowercase()
+    );
+    let dispatchers = docker(&["ps", "-q", "--filter", &name]);
+    assert!(!dispatchers.is_empty(), "no running {name}");
+    let mut kill = vec!["kill"];
+    kill.extend(dispatchers.iter().map(String::as_str));
+    docker(&kill);
+    let job = ok(api.get(&format!("/compute/{id}"), Some(&token)).await, &env)
+        .expect(200)
+        .unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(job["status"], "running", "{job}");
+    let lease: chrono::DateTime<chrono::Utc> = job["lease_expires_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("a running job has its lease: {job}"));
+
+    // Its container ends by itself: the python tool's 30 s limit + 5 s.
+    loop {
+        let left = docker(&["ps", "-aq", "--filter", &label]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            seen.elapsed() < Duration::from_secs(35),
+            "container {left:?} of job {id} outlived its limit + 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The claim's watchdog (or the sweep) gives the job to a new dispatcher: final within
+    // lease + 60 s, `timeout` (it is an endless loop), claimed twice.
+    let budget = (lease + chrono::Duration::seconds(60) - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    let (job, statuses) = ok(
+        wait_final(&api, &token, &id, budget, Duration::from_millis(500)).await,
+        &env,
+    );
+    assert_eq!(job["status"], "timeout", "statuses {statuses:?}: {job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+}
+
 #[tokio::test]
 async fn every_protected_route_refuses_missing_and_forged_tokens() {
     let _shared = STACK.read().await;
