@@ -84,6 +84,9 @@ pub struct Config {
     /// (e.g. it went to the dead-letter queue while the database was down); the sweep sends a
     /// new one (`SWEEP_IDLE_QUEUED_SECONDS`).
     pub sweep_idle_queued: Duration,
+    /// compute-dispatch: within one scheduled invocation (every minute), the sweep repeats this
+    /// often (`SWEEP_INTERVAL_SECONDS`, 5 to 60).
+    pub sweep_interval: Duration,
 }
 
 fn database_config(
@@ -241,6 +244,7 @@ impl Config {
             sweep_idle_queued: Duration::from_secs(
                 number("SWEEP_IDLE_QUEUED_SECONDS", 120)?.max(10),
             ),
+            sweep_interval: Duration::from_secs(number("SWEEP_INTERVAL_SECONDS", 60)?.clamp(5, 60)),
         })
     }
 }

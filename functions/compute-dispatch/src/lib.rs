@@ -156,7 +156,7 @@ impl Dispatcher {
             return serde_json::to_value(response).map_err(|e| e.to_string());
         }
         if event["detail-type"] == "Scheduled Event" || event["source"] == "aws.events" {
-            let report = self.sweep().await.map_err(|e| e.to_string())?;
+            let report = self.sweep_for(deadline).await.map_err(|e| e.to_string())?;
             return serde_json::to_value(report).map_err(|e| e.to_string());
         }
         Err("unknown event: neither an SQS batch nor a scheduled event".into())

@@ -360,11 +360,9 @@ async fn a_dispatcher_killed_mid_job_leaves_no_container_and_its_job_still_ends(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    // Kill the dispatcher: its Lambda container, as LocalStack names it.
-    let name = format!(
-        "name=localstack-lambda-{}",
-        env.dispatch_function.to_lowercase()
-    );
+    // Kill the dispatcher: its Lambda container, as LocalStack names it
+    // (`<main container>-lambda-<function, lowercase>-<executor>`; `name=` matches a part).
+    let name = format!("name=-lambda-{}-", env.dispatch_function.to_lowercase());
     let dispatchers = docker(&["ps", "-q", "--filter", &name]);
     assert!(!dispatchers.is_empty(), "no running {name}");
     let mut kill = vec!["kill"];
