@@ -360,14 +360,29 @@ async fn a_dispatcher_killed_mid_job_leaves_no_container_and_its_job_still_ends(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    // Kill the dispatcher: its Lambda container, as LocalStack names it
-    // (`<main container>-lambda-<function, lowercase>-<executor>`; `name=` matches a part).
+    // Kill the dispatcher: SIGKILL to the `bootstrap` process of each compute-dispatch Lambda
+    // container (LocalStack names them `<main>-lambda-<function, lowercase>-<executor>`). The
+    // function's init reports the crash as Runtime.ExitError and starts a new bootstrap, as Lambda
+    // does.
     let name = format!("name=-lambda-{}-", env.dispatch_function.to_lowercase());
-    let dispatchers = docker(&["ps", "-q", "--filter", &name]);
-    assert!(!dispatchers.is_empty(), "no running {name}");
-    let mut kill = vec!["kill"];
-    kill.extend(dispatchers.iter().map(String::as_str));
-    docker(&kill);
+    let mut killed = 0;
+    for container in docker(&["ps", "-q", "--filter", &name]) {
+        for process in docker(&["top", &container, "-eo", "pid,args"]) {
+            let mut fields = process.split_whitespace();
+            let (Some(pid), Some(command)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            if command.ends_with("/bootstrap") {
+                let status = std::process::Command::new("kill")
+                    .args(["-KILL", pid])
+                    .status()
+                    .expect("kill");
+                assert!(status.success(), "kill -KILL {pid}");
+                killed += 1;
+            }
+        }
+    }
+    assert!(killed > 0, "no compute-dispatch bootstrap running ({name})");
     let job = ok(api.get(&format!("/compute/{id}"), Some(&token)).await, &env)
         .expect(200)
         .unwrap_or_else(|f| panic!("{f}"));
