@@ -2,8 +2,9 @@
 //! HTTP to its REST API, objects in its bucket, messages on its queues, the Lambdas running
 //! inside LocalStack. A missing stack or service FAILS naming the command that fixes it.
 //!
-//! The tests run concurrently, except the redeployment: it takes [`STACK`] exclusively, the
-//! others share it, so no request of another test meets the API while it is being updated.
+//! The tests run concurrently, except the redeployment and the killed dispatcher: they take
+//! [`STACK`] exclusively, the others share it, so no request of another test meets the API while
+//! it is being updated, and no other test's job is in the batch of the dispatcher that is killed.
 
 use std::time::Duration;
 
@@ -335,7 +336,8 @@ fn docker(args: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_dispatcher_killed_mid_job_leaves_no_container_and_its_job_still_ends() {
-    let _shared = STACK.read().await;
+    // Alone: the kill takes down whatever batch the dispatcher holds, other tests' jobs included.
+    let _exclusive = STACK.write().await;
     let env = ready().await;
     let api = Api::new(&env.api_url);
     let token = ok(Provider::new(&env).token_for("e2e-killed").await, &env);
