@@ -16,6 +16,22 @@ async fn call(state: &AppState, req: lambda_http::Request) -> Response<Body> {
     upload::handle(state.clone(), req).await.unwrap()
 }
 
+/// `POST /files/presign` refuses `name` with a 400 on the `filename` field.
+async fn presign_refuses_the_name(ctx: &TestContext, token: &str, name: &str) {
+    let r = call(
+        &ctx.state,
+        json_request(
+            Method::POST,
+            "/files/presign",
+            Some(token),
+            &json!({"filename": name}),
+        ),
+    )
+    .await;
+    let body = problem(&r, StatusCode::BAD_REQUEST);
+    assert_eq!(body["field"], "filename", "{name:?}: {body}");
+}
+
 fn problem(r: &Response<Body>, status: StatusCode) -> Value {
     assert_problem(r, status)
 }
@@ -145,18 +161,7 @@ async fn bad_filenames_are_400_and_never_written() {
             .unwrap()
             .contains("malformed multipart");
         assert!(body["field"] == "filename" || malformed, "{name:?}: {body}");
-        let r = call(
-            &ctx.state,
-            json_request(
-                Method::POST,
-                "/files/presign",
-                Some(&token),
-                &json!({"filename": name}),
-            ),
-        )
-        .await;
-        let body = problem(&r, StatusCode::BAD_REQUEST);
-        assert_eq!(body["field"], "filename", "{name:?}: {body}");
+        presign_refuses_the_name(&ctx, &token, name).await;
     }
     assert_eq!(written(&ctx).await, (0, 0, 0));
 }
@@ -622,18 +627,7 @@ async fn invisible_and_bidi_characters_in_names_are_400_naming_them() {
             body["detail"].as_str().unwrap().contains(code_point),
             "{body}"
         );
-        let r = call(
-            &ctx.state,
-            json_request(
-                Method::POST,
-                "/files/presign",
-                Some(&token),
-                &json!({"filename": name}),
-            ),
-        )
-        .await;
-        let body = problem(&r, StatusCode::BAD_REQUEST);
-        assert_eq!(body["field"], "filename", "{name:?}: {body}");
+        presign_refuses_the_name(&ctx, &token, name).await;
     }
     let r = upload_with(&ctx, &token, "filename*=UTF-8''a%E2%80%AEb.csv", b"1").await;
     assert_eq!(problem(&r, StatusCode::BAD_REQUEST)["field"], "filename");

@@ -113,17 +113,25 @@ impl DockerRuntime {
         key: &str,
         value: &str,
     ) -> Result<Vec<String>, SandboxError> {
+        let found = self.labelled_containers(key, value).await?;
+        Ok(found.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// The containers (running or not) carrying the label `key=value`, as the engine lists them.
+    pub(super) async fn labelled_containers(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, SandboxError> {
         let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
             .build();
-        let found = self
-            .docker
+        self.docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| engine_error("listing containers", e))?;
-        Ok(found.into_iter().filter_map(|c| c.id).collect())
+            .map_err(|e| engine_error("listing containers", e))
     }
 
     /// Names of the volumes carrying the label `key=value`.

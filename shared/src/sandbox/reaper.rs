@@ -6,10 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::query_parameters::ListContainersOptionsBuilder;
-
 use super::config::DEADLINE_LABEL;
-use super::docker::engine_error;
 use super::{DockerRuntime, SandboxError, SANDBOX_LABEL};
 
 /// A container without a deadline label (made by an older version) is reaped this long after
@@ -32,16 +29,7 @@ impl DockerRuntime {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let filters = HashMap::from([("label", vec![format!("{SANDBOX_LABEL}=job")])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let found = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| engine_error("listing sandbox containers", e))?;
+        let found = self.labelled_containers(SANDBOX_LABEL, "job").await?;
         let expired: Vec<String> = found
             .into_iter()
             .filter(|c| {
