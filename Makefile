@@ -19,7 +19,7 @@ help:
 	@echo "make test    the same services and deployment, then fmt, clippy, template lint, unit, integration and end-to-end tests"
 	@echo "make demo    the demo journey alone, against the running stack"
 	@echo "make deploy  sam build + samlocal deploy (after a code change: updates the stack in place)"
-	@echo "make bench   binary and zip sizes, in-process and through-LocalStack latencies"
+	@echo "make bench   deploy release builds, then binary and zip sizes, latencies and throughput"
 	@echo "make serve   the functions under cargo lambda watch instead (no LocalStack deployment)"
 	@echo "make down    stop everything make up started"
 
@@ -78,5 +78,8 @@ test: services images lint clean-test-dbs deploy
 release:
 	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch
 
-bench: deploy release
+# The stack is measured as AWS runs it: release builds of the functions (sam build takes minutes
+# more than the debug build `make deploy` makes; `make deploy` or `make test` puts debug back).
+bench: migrate images lambda-runtime
+	SAM_BUILD_MODE=release infra/deploy.sh all
 	RUST_LOG=warn cargo run --release --quiet -p mecapy-bench

@@ -1,6 +1,7 @@
-//! `make bench`: measured figures, never asserted. Needs the local services (`make up`), the
-//! release binaries (`make release`) and the stack deployed to LocalStack (`make deploy`); the
-//! Makefile does all three first.
+//! `make bench`: measured figures, never asserted. Needs the local services (`make up`) and the
+//! stack deployed to LocalStack with release builds of its functions, as AWS gets them
+//! (`SAM_BUILD_MODE=release infra/deploy.sh all`); the Makefile does both first.
+//! `mecapy-bench throughput` measures the burst through the deployed stack alone.
 
 mod stack;
 
@@ -47,18 +48,16 @@ async fn main() {
     };
     println!("| measure | value | target |");
     println!("|---|---|---|");
-    for name in [
-        "login",
-        "callback",
-        "upload",
-        "compute-submit",
-        "compute-dispatch",
-    ] {
-        let path = root.join("target/release").join(name);
+    // `mecapy-bench throughput`: only the burst through the deployed stack (quick to repeat).
+    if std::env::args().nth(1).as_deref() == Some("throughput") {
+        stack::throughput_only(&stack_env).await;
+        return;
+    }
+    for (name, path) in stack::deployed_binaries(&root) {
         let size = std::fs::metadata(&path)
             .map(|m| format!("{:.2} MB", m.len() as f64 / 1e6))
             .unwrap_or_else(|_| format!("missing: build {}", path.display()));
-        println!("| release binary `{name}` | {size} | |");
+        println!("| release binary `{name}` (as deployed) | {size} | |");
     }
     stack::zip_sizes(&root);
 
