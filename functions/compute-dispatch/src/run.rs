@@ -2,10 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use compute_submit::Manifest;
 use mecapy_shared::db::{self, jobs::Job, DbError};
-use mecapy_shared::jobs::{keys, JobStatus};
-use mecapy_shared::sandbox::{JobSpec, Limits, Outcome, HOLDER_GRACE};
+use mecapy_shared::jobs::{keys, JobStatus, Manifest};
+use mecapy_shared::sandbox::{Limits, Outcome, HOLDER_GRACE};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -236,7 +235,7 @@ impl Dispatcher {
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
             DispatchError::Permanent(format!("the job's manifest is unreadable: {e}"))
         })?;
-        if manifest.job_id != job.id || manifest.user_id != job.user_id {
+        if !manifest.describes(job) {
             return Err(DispatchError::Permanent(
                 "the manifest belongs to another job".into(),
             ));
@@ -249,8 +248,8 @@ impl Dispatcher {
             "the code",
         )
         .await?;
-        let mut files = vec![("main.py".to_string(), code)];
         let max_input = self.state.config.max_presigned_bytes;
+        let mut inputs = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
             let what = format!("input {}", input.filename);
             let data = storage
@@ -262,22 +261,10 @@ impl Dispatcher {
                     "{what} changed since the job was submitted"
                 )));
             }
-            files.push((input.path.clone(), data));
+            inputs.push(data);
         }
 
-        let spec = JobSpec {
-            image: manifest.image.clone(),
-            command: manifest.command.clone(),
-            files,
-            env: vec![
-                ("HOME".into(), "/work".into()),
-                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
-                ("PYTHONUNBUFFERED".into(), "1".into()),
-                ("MECAPY_JOB_ID".into(), job.id.to_string()),
-            ],
-            limits: manifest.limits.clone(),
-            labels: vec![("org.mecapy.job-id".into(), job.id.to_string())],
-        };
+        let spec = manifest.job_spec(code, inputs);
         let started = Instant::now();
         let result = self.runtime.run(&spec).await.map_err(|e| {
             if e.is_transient() {

@@ -8,59 +8,13 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use mecapy_shared::db::{self, jobs::Job, jobs::NewJob, DbError};
 use mecapy_shared::http::{self, ApiError};
-use mecapy_shared::jobs::{keys, JobStatus};
-use mecapy_shared::sandbox::Limits;
+use mecapy_shared::jobs::spec::{self, CodeSource};
+use mecapy_shared::jobs::{keys, JobStatus, Manifest, SubmitRequest};
 use mecapy_shared::validation::{self, Policy};
 use mecapy_shared::AppState;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-
-/// Largest number of input files and arguments a job may take.
-pub const MAX_INPUTS: usize = 32;
-pub const MAX_ARGS: usize = 64;
-pub const MAX_ARG_BYTES: usize = 4096;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitRequest {
-    pub tool: String,
-    /// The Python source, or…
-    pub code: Option<String>,
-    /// …one of the caller's files holding it.
-    pub file_id: Option<Uuid>,
-    #[serde(default)]
-    pub input_file_ids: Vec<Uuid>,
-    #[serde(default)]
-    pub args: Vec<String>,
-}
-
-/// One input as the manifest and the job record name it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Input {
-    pub file_id: Uuid,
-    pub filename: String,
-    pub key: String,
-    pub sha256: String,
-    pub size: i64,
-    /// Where the job finds it, relative to /work.
-    pub path: String,
-}
-
-/// What `compute-dispatch` reads: everything needed to run the job and check its inputs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub job_id: Uuid,
-    pub user_id: Uuid,
-    pub tool: String,
-    pub image: String,
-    pub command: Vec<String>,
-    pub code_key: String,
-    pub code_sha256: String,
-    pub inputs: Vec<Input>,
-    pub limits: Limits,
-}
 
 pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
     http::serve(state, req, "compute-submit", route).await
@@ -99,61 +53,27 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
     let user = state.current_user(&req).await?;
     let body: SubmitRequest = http::json_body(&req, state.config.max_json_bytes)?;
     let max_code = state.config.max_code_bytes;
-    if body.input_file_ids.len() > MAX_INPUTS {
-        return Err(ApiError::bad_field(
-            "input_file_ids",
-            format!("at most {MAX_INPUTS} input files"),
-        ));
-    }
-    if body.args.len() > MAX_ARGS
-        || body
-            .args
-            .iter()
-            .any(|a| a.len() > MAX_ARG_BYTES || a.contains('\0'))
-    {
-        return Err(ApiError::bad_field(
-            "args",
-            format!("at most {MAX_ARGS} arguments of {MAX_ARG_BYTES} bytes, without NUL"),
-        ));
-    }
+    let source = body.check(max_code)?;
 
     let db = state.db.get().await.map_err(DbError::from)?;
     let tool = db::tools::by_name(&**db, &body.tool)
         .await?
         .ok_or_else(|| ApiError::bad_field("tool", format!("unknown tool {:?}", body.tool)))?;
 
-    let code = match (&body.code, body.file_id) {
-        (Some(code), None) => {
-            if code.len() > max_code {
-                return Err(ApiError::PayloadTooLarge(format!(
-                    "code is larger than {max_code} bytes"
-                )));
-            }
-            code.clone()
-        }
-        (None, Some(file_id)) => {
+    let code = match source {
+        CodeSource::Inline(code) => code,
+        CodeSource::File(file_id) => {
             let file = db::files::get(&**db, user.id, file_id)
                 .await?
                 .filter(|f| f.status == "available")
                 .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
-            if file.size_bytes.unwrap_or(0) as usize > max_code {
-                return Err(ApiError::PayloadTooLarge(format!(
-                    "code is larger than {max_code} bytes"
-                )));
-            }
+            spec::check_code_size(file.size_bytes.unwrap_or(0).max(0) as u64, max_code)?;
             let bytes = state
                 .storage
                 .get(&file.s3_key, max_code as u64)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
-            String::from_utf8(bytes.to_vec())
-                .map_err(|_| ApiError::bad_field("file_id", "the code file is not UTF-8 text"))?
-        }
-        _ => {
-            return Err(ApiError::bad_field(
-                "code",
-                "give exactly one of `code` and `file_id`",
-            ))
+            spec::code_from_file(&bytes)?
         }
     };
 
@@ -169,67 +89,34 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
         });
     }
 
-    let mut inputs = Vec::with_capacity(body.input_file_ids.len());
+    let mut files = Vec::with_capacity(body.input_file_ids.len());
     for id in &body.input_file_ids {
         let file = db::files::get(&**db, user.id, *id)
             .await?
             .filter(|f| f.status == "available")
             .ok_or_else(|| ApiError::NotFound(format!("no such input file {id}")))?;
-        if inputs.iter().any(|i: &Input| i.filename == file.filename) {
-            continue;
-        }
-        inputs.push(Input {
-            file_id: file.id,
-            path: format!("inputs/{}", file.filename),
-            filename: file.filename,
-            key: file.s3_key,
-            sha256: file.sha256.unwrap_or_default(),
-            size: file.size_bytes.unwrap_or(0),
-        });
+        files.push(file);
     }
+    let inputs = spec::unique_inputs(files);
 
-    let limits = Limits {
-        memory_mb: tool.memory_mb as i64,
-        cpus: tool.cpus,
-        timeout: std::time::Duration::from_secs(tool.timeout_seconds as u64),
-        pids_limit: tool.pids_limit as i64,
-        ..Limits::default()
-    };
-    let image = match &state.config.compute_image {
-        Some(image) if tool.name == "python" => image.clone(),
-        _ => tool.image.clone(),
-    };
+    let limits = spec::limits_for(&tool);
+    let image = spec::image_for(&tool, state.config.compute_image.as_deref());
     let code_sha256 = sha256_hex(code.as_bytes());
-    let limits_json = json!(limits);
-    let args_json = json!(body.args);
-    let inputs_json = json!(inputs);
     let job = db::jobs::insert(
         &**db,
         &NewJob {
             user_id: user.id,
             tool_id: tool.id,
             image: &image,
-            limits: &limits_json,
-            args: &args_json,
+            limits: &json!(limits),
+            args: &json!(body.args),
             code_sha256: &code_sha256,
-            inputs: &inputs_json,
+            inputs: &json!(inputs),
         },
     )
     .await?;
 
-    let mut command = vec!["python3".to_string(), "/work/main.py".to_string()];
-    command.extend(body.args.iter().cloned());
-    let manifest = Manifest {
-        job_id: job.id,
-        user_id: user.id,
-        tool: tool.name.clone(),
-        image,
-        command,
-        code_key: keys::code(job.id),
-        code_sha256,
-        inputs,
-        limits,
-    };
+    let manifest = Manifest::new(&job, &body, code_sha256, inputs, limits);
     // The code first, the manifest last: the manifest's creation dispatches the job.
     if let Err(e) = write_job_files(&state, &manifest, code).await {
         if let Err(cleanup) = db::jobs::delete_unaccepted(&**db, job.id).await {

@@ -9,6 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod spec;
+pub use spec::{Input, Manifest, SubmitRequest};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {

@@ -17,7 +17,10 @@ mod config;
 mod docker;
 mod oom;
 mod reaper;
+mod restrictions;
 mod validate;
+
+pub mod ecs;
 
 use std::time::Duration;
 
@@ -25,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{DEADLINE_LABEL, HOLDER_GRACE};
 pub use docker::DockerRuntime;
+pub use restrictions::{Restrictions, Tmpfs};
 
 /// The label every container and volume the sandbox creates carries, so leftovers can be found
 /// (its value is the role: `job` or `work`).

@@ -1,0 +1,383 @@
+//! A job's description, one type from its submission to every runtime: the rules a submission
+//! must follow, the [`Manifest`] that `compute-submit` writes as `jobs/{id}/manifest.json` and
+//! `compute-dispatch` reads, and the sandbox run ([`JobSpec`]) any runtime is given.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::keys;
+use crate::db::{files::FileRow, jobs::Job, tools::Tool};
+use crate::http::ApiError;
+use crate::sandbox::{JobSpec, Limits};
+
+/// Largest number of input files a job may take.
+pub const MAX_INPUTS: usize = 32;
+/// Largest number of arguments, and of bytes in each.
+pub const MAX_ARGS: usize = 64;
+pub const MAX_ARG_BYTES: usize = 4096;
+/// Where the job's code is, relative to `/work`.
+pub const CODE_PATH: &str = "main.py";
+/// Where the job's inputs are, relative to `/work` (each under its file name).
+pub const INPUTS_DIR: &str = "inputs";
+/// The label carrying the job's id on everything a runtime creates for it.
+pub const JOB_LABEL: &str = "org.mecapy.job-id";
+
+/// `POST /compute`: what a user asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub tool: String,
+    /// The Python source, or…
+    pub code: Option<String>,
+    /// …one of the caller's files holding it.
+    pub file_id: Option<Uuid>,
+    #[serde(default)]
+    pub input_file_ids: Vec<Uuid>,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// Where a submission's code comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CodeSource {
+    Inline(String),
+    File(Uuid),
+}
+
+impl SubmitRequest {
+    /// The request's own bounds (inputs, arguments, one code source, the code's size when it is
+    /// inline): what can be refused before anything is looked up.
+    pub fn check(&self, max_code_bytes: usize) -> Result<CodeSource, ApiError> {
+        if self.input_file_ids.len() > MAX_INPUTS {
+            return Err(ApiError::bad_field(
+                "input_file_ids",
+                format!("at most {MAX_INPUTS} input files"),
+            ));
+        }
+        if self.args.len() > MAX_ARGS
+            || self
+                .args
+                .iter()
+                .any(|a| a.len() > MAX_ARG_BYTES || a.contains('\0'))
+        {
+            return Err(ApiError::bad_field(
+                "args",
+                format!("at most {MAX_ARGS} arguments of {MAX_ARG_BYTES} bytes, without NUL"),
+            ));
+        }
+        match (&self.code, self.file_id) {
+            (Some(code), None) => {
+                check_code_size(code.len() as u64, max_code_bytes)?;
+                Ok(CodeSource::Inline(code.clone()))
+            }
+            (None, Some(file)) => Ok(CodeSource::File(file)),
+            _ => Err(ApiError::bad_field(
+                "code",
+                "give exactly one of `code` and `file_id`",
+            )),
+        }
+    }
+
+    /// The command the job runs: the tool's interpreter on its code, then the user's arguments.
+    pub fn command(&self) -> Vec<String> {
+        let mut command = vec!["python3".to_string(), format!("/work/{CODE_PATH}")];
+        command.extend(self.args.iter().cloned());
+        command
+    }
+}
+
+/// Code larger than the deployment allows is refused (413), whatever its source.
+pub fn check_code_size(size: u64, max_code_bytes: usize) -> Result<(), ApiError> {
+    if size > max_code_bytes as u64 {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "code is larger than {max_code_bytes} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Code kept in a file must be UTF-8 text.
+pub fn code_from_file(bytes: &[u8]) -> Result<String, ApiError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::bad_field("file_id", "the code file is not UTF-8 text"))
+}
+
+/// The limits a tool's jobs run under: the tool's own, the sandbox's defaults for the rest.
+pub fn limits_for(tool: &Tool) -> Limits {
+    Limits {
+        memory_mb: tool.memory_mb as i64,
+        cpus: tool.cpus,
+        timeout: std::time::Duration::from_secs(tool.timeout_seconds.max(0) as u64),
+        pids_limit: tool.pids_limit as i64,
+        ..Limits::default()
+    }
+}
+
+/// The image a tool's jobs run in: the deployment's compute image stands in for the python
+/// tool's when it is configured.
+pub fn image_for(tool: &Tool, compute_image: Option<&str>) -> String {
+    match compute_image {
+        Some(image) if tool.name == "python" => image.to_string(),
+        _ => tool.image.clone(),
+    }
+}
+
+/// One input as the manifest and the job record name it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Input {
+    pub file_id: Uuid,
+    pub filename: String,
+    pub key: String,
+    pub sha256: String,
+    pub size: i64,
+    /// Where the job finds it, relative to /work.
+    pub path: String,
+}
+
+impl Input {
+    /// The input a stored file becomes: under `inputs/`, by its name.
+    pub fn of(file: FileRow) -> Self {
+        Input {
+            file_id: file.id,
+            path: format!("{INPUTS_DIR}/{}", file.filename),
+            filename: file.filename,
+            key: file.s3_key,
+            sha256: file.sha256.unwrap_or_default(),
+            size: file.size_bytes.unwrap_or(0),
+        }
+    }
+}
+
+/// The inputs of a submission, in the order given, each name once (a file given twice is one
+/// input).
+pub fn unique_inputs(files: impl IntoIterator<Item = FileRow>) -> Vec<Input> {
+    let mut inputs: Vec<Input> = Vec::new();
+    for file in files {
+        if !inputs.iter().any(|i| i.filename == file.filename) {
+            inputs.push(Input::of(file));
+        }
+    }
+    inputs
+}
+
+/// Everything needed to run the job and check its inputs, whichever runtime runs it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub job_id: Uuid,
+    pub user_id: Uuid,
+    pub tool: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub code_key: String,
+    pub code_sha256: String,
+    pub inputs: Vec<Input>,
+    pub limits: Limits,
+}
+
+impl Manifest {
+    /// The manifest of a job just recorded, whose code has this sha256.
+    pub fn new(
+        job: &Job,
+        request: &SubmitRequest,
+        code_sha256: String,
+        inputs: Vec<Input>,
+        limits: Limits,
+    ) -> Self {
+        Manifest {
+            job_id: job.id,
+            user_id: job.user_id,
+            tool: request.tool.clone(),
+            image: job.image.clone(),
+            command: request.command(),
+            code_key: keys::code(job.id),
+            code_sha256,
+            inputs,
+            limits,
+        }
+    }
+
+    /// Whether this manifest describes `job` (same id, same owner).
+    pub fn describes(&self, job: &Job) -> bool {
+        self.job_id == job.id && self.user_id == job.user_id
+    }
+
+    /// The environment the job's command sees, and nothing else.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("HOME".into(), "/work".into()),
+            ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+            ("PYTHONUNBUFFERED".into(), "1".into()),
+            ("MECAPY_JOB_ID".into(), self.job_id.to_string()),
+        ]
+    }
+
+    /// The labels (Docker) or tags (ECS) that trace what a runtime created back to the job.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        vec![(JOB_LABEL.into(), self.job_id.to_string())]
+    }
+
+    /// The sandbox run of this job: its code as [`CODE_PATH`], its inputs at their paths (given
+    /// in the manifest's order), its command, environment, limits and labels.
+    pub fn job_spec(&self, code: Bytes, inputs: Vec<Bytes>) -> JobSpec {
+        let mut files = Vec::with_capacity(inputs.len() + 1);
+        files.push((CODE_PATH.to_string(), code));
+        files.extend(self.inputs.iter().map(|i| i.path.clone()).zip(inputs));
+        JobSpec {
+            image: self.image.clone(),
+            command: self.command.clone(),
+            files,
+            env: self.env(),
+            limits: self.limits.clone(),
+            labels: self.labels(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> SubmitRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_submission_names_one_code_source_within_its_bounds() {
+        let inline = request(serde_json::json!({"tool": "python", "code": "print(1)"}));
+        assert_eq!(
+            inline.check(100).unwrap(),
+            CodeSource::Inline("print(1)".into())
+        );
+        assert!(matches!(inline.check(3), Err(ApiError::PayloadTooLarge(_))));
+        let id = Uuid::new_v4();
+        let file = request(serde_json::json!({"tool": "python", "file_id": id}));
+        assert_eq!(file.check(100).unwrap(), CodeSource::File(id));
+        for bad in [
+            serde_json::json!({"tool": "python"}),
+            serde_json::json!({"tool": "python", "code": "x", "file_id": id}),
+            serde_json::json!({"tool": "python", "code": "x", "args": ["a\u{0}b"]}),
+            serde_json::json!({"tool": "python", "code": "x", "args": vec!["a"; MAX_ARGS + 1]}),
+            serde_json::json!({"tool": "python", "code": "x", "args": ["a".repeat(MAX_ARG_BYTES + 1)]}),
+            serde_json::json!({"tool": "python", "code": "x", "input_file_ids": vec![id; MAX_INPUTS + 1]}),
+        ] {
+            assert!(
+                matches!(
+                    request(bad.clone()).check(100),
+                    Err(ApiError::BadRequest { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(serde_json::from_value::<SubmitRequest>(
+            serde_json::json!({"tool": "python", "code": "x", "network": true})
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_command_runs_the_code_with_the_arguments_after_it() {
+        let r = request(serde_json::json!({"tool": "python", "code": "x", "args": ["-n", "3"]}));
+        assert_eq!(r.command(), ["python3", "/work/main.py", "-n", "3"]);
+    }
+
+    fn tool() -> Tool {
+        Tool {
+            id: Uuid::new_v4(),
+            name: "python".into(),
+            image: "mecapy-python:bookworm".into(),
+            memory_mb: 512,
+            cpus: 1.0,
+            timeout_seconds: 60,
+            pids_limit: 32,
+            network: false,
+            allowed_imports: vec![],
+        }
+    }
+
+    #[test]
+    fn a_tool_sets_its_limits_and_image() {
+        let limits = limits_for(&tool());
+        assert_eq!(limits.memory_mb, 512);
+        assert_eq!(limits.cpus, 1.0);
+        assert_eq!(limits.timeout, std::time::Duration::from_secs(60));
+        assert_eq!(limits.pids_limit, 32);
+        assert_eq!(limits.tmp_mb, Limits::default().tmp_mb);
+        assert_eq!(image_for(&tool(), None), "mecapy-python:bookworm");
+        assert_eq!(image_for(&tool(), Some("registry/py:1")), "registry/py:1");
+        let other = Tool {
+            name: "octave".into(),
+            ..tool()
+        };
+        assert_eq!(
+            image_for(&other, Some("registry/py:1")),
+            "mecapy-python:bookworm"
+        );
+    }
+
+    fn file(name: &str) -> FileRow {
+        let now = chrono::Utc::now();
+        FileRow {
+            id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            filename: name.into(),
+            s3_key: format!("u/{name}"),
+            content_type: "text/csv".into(),
+            size_bytes: Some(3),
+            sha256: Some("ab".into()),
+            etag: None,
+            status: "available".into(),
+            upload_id: Uuid::new_v4(),
+            created_at: now,
+            updated_at: now,
+            completed_at: Some(now),
+        }
+    }
+
+    #[test]
+    fn inputs_keep_their_order_once_each_under_inputs() {
+        let a = file("a.csv");
+        let inputs = unique_inputs([a.clone(), file("b.csv"), a]);
+        let paths: Vec<_> = inputs.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["inputs/a.csv", "inputs/b.csv"]);
+        assert_eq!(inputs[0].key, "u/a.csv");
+    }
+
+    #[test]
+    fn the_sandbox_run_carries_the_code_inputs_environment_and_label() {
+        let inputs = unique_inputs([file("a.csv")]);
+        let manifest = Manifest {
+            job_id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            tool: "python".into(),
+            image: "img".into(),
+            command: vec!["python3".into(), "/work/main.py".into()],
+            code_key: "k".into(),
+            code_sha256: "s".into(),
+            inputs,
+            limits: Limits::default(),
+        };
+        let spec = manifest.job_spec(
+            Bytes::from_static(b"code"),
+            vec![Bytes::from_static(b"1,2")],
+        );
+        assert_eq!(
+            spec.files[0],
+            ("main.py".to_string(), Bytes::from_static(b"code"))
+        );
+        assert_eq!(
+            spec.files[1],
+            ("inputs/a.csv".to_string(), Bytes::from_static(b"1,2"))
+        );
+        assert!(spec
+            .env
+            .contains(&("MECAPY_JOB_ID".to_string(), manifest.job_id.to_string())));
+        assert_eq!(
+            spec.labels,
+            [(JOB_LABEL.to_string(), manifest.job_id.to_string())]
+        );
+        assert_eq!(spec.limits, Limits::default());
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert_eq!(serde_json::from_value::<Manifest>(json).unwrap(), manifest);
+    }
+}
