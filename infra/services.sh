@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # MecaPy local stack: Docker engine, PostgreSQL 15, an image registry, LocalStack, cargo-lambda,
-# local OIDC provider.
+# local OIDC provider, moto (the ECS API).
 #
 #   infra/services.sh up     [service...]   install what is missing, start what is not healthy
 #   infra/services.sh down   [service...]   stop exactly what `up` started (PID files in .run/pids)
 #   infra/services.sh status [service...]   one line per service; exit 1 if any is unhealthy
 #
-# Services: docker postgresql registry localstack cargo-lambda oidc (default: all, in this order).
+# Services: docker postgresql registry localstack cargo-lambda oidc moto (default: all, in this
+# order). moto is the ECS API the contract tests of the ECS runtime talk to (it runs no container).
 # Configuration: infra/local.env. Runtime files: ${MECAPY_RUN_DIR:-<repo>/.run} (logs/, pids/).
 # Tool installs are shared by every clone: ${MECAPY_HOME:-/var/lib/mecapy}.
 # Runs as root, non-interactively, on Debian 12. Development use only.
@@ -27,13 +28,15 @@ export MECAPY_RUN_DIR=$RUN_DIR MECAPY_HOME
 LOG_DIR=$RUN_DIR/logs
 PID_DIR=$RUN_DIR/pids
 
-ALL_SERVICES=(docker postgresql registry localstack cargo-lambda oidc)
+ALL_SERVICES=(docker postgresql registry localstack cargo-lambda oidc moto)
 
 # Pinned tool versions.
 UV_VERSION=0.13.9
 LOCALSTACK_VERSION=4.9.2
 LOCALSTACK_EXCLUDE_NEWER=2025-10-15
 CARGO_LAMBDA_VERSION=1.9.2
+MOTO_VERSION=5.2.5
+MOTO_EXCLUDE_NEWER=2026-11-20
 PG_VERSION=15
 PG_CLUSTER=main
 
@@ -41,6 +44,7 @@ UV_DIR=$MECAPY_HOME/uv-$UV_VERSION
 UV=$UV_DIR/bin/uv
 LOCALSTACK_VENV=$MECAPY_HOME/localstack-$LOCALSTACK_VERSION
 CARGO_LAMBDA_VENV=$MECAPY_HOME/cargo-lambda-$CARGO_LAMBDA_VERSION
+MOTO_VENV=$MECAPY_HOME/moto-$MOTO_VERSION
 BIN_DIR=$MECAPY_HOME/bin
 export UV_CACHE_DIR=${UV_CACHE_DIR:-$MECAPY_HOME/cache/uv}
 export UV_NO_PROGRESS=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
@@ -62,6 +66,7 @@ PG_TIMEOUT=60
 LOCALSTACK_TIMEOUT=180
 REGISTRY_TIMEOUT=30
 OIDC_TIMEOUT=30
+MOTO_TIMEOUT=30
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -886,6 +891,53 @@ down_oidc() {
   fi
 }
 
+# ---------------------------------------------------------------------------- moto
+
+# moto's own API answers once the server is up; its ECS API is what the tests use.
+moto_healthy() {
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$MOTO_URL/moto-api/data.json") == 200 ]]
+}
+
+up_moto() {
+  step_timer
+  if moto_healthy; then
+    say "moto: already running$(recorded_pid moto moto_server >/dev/null && echo ' (started by services.sh)' || true)"
+    return 0
+  fi
+  uv_venv "$MOTO_VENV" "moto[server]==$MOTO_VERSION exclude-newer=$MOTO_EXCLUDE_NEWER" \
+    --exclude-newer "$MOTO_EXCLUDE_NEWER" "moto[server]==$MOTO_VERSION"
+  local logfile=$LOG_DIR/moto.log pid hostport=${MOTO_URL#http://}
+  if pid=$(recorded_pid moto moto_server); then
+    say "moto: pid $pid is starting, waiting"
+  else
+    say "moto: starting moto_server $MOTO_VERSION on $hostport"
+    start_bg moto "$logfile" "$MOTO_VENV/bin/moto_server" -H "${hostport%:*}" -p "${hostport##*:}"
+    pid=$STARTED_PID
+  fi
+  local rc=0
+  wait_until "$MOTO_TIMEOUT" "$pid" moto_healthy || rc=$?
+  ((rc == 0)) || fail_service moto "$logfile" "not healthy ($MOTO_URL/moto-api/data.json) within ${MOTO_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited (is the port taken?)')"
+  step_done "moto: ready (pid $pid)"
+}
+
+status_moto() {
+  if moto_healthy; then
+    echo "healthy, $MOTO_URL (ECS API, no containers run)"
+  else
+    echo "DOWN"
+    return 1
+  fi
+}
+
+down_moto() {
+  local pid
+  if pid=$(recorded_pid moto moto_server); then
+    stop_pid moto "$pid" 5
+  else
+    say "moto: no moto server recorded by services.sh, nothing stopped"
+  fi
+}
+
 # ---------------------------------------------------------------------------- commands
 
 fn_name() { printf '%s' "${1//-/_}"; }
@@ -907,6 +959,7 @@ summary() { # SERVICE...
       printf '%-13s %-58s %s\n' oidc "$OIDC_ISSUER" "$LOG_DIR/oidc.log"
       printf '%-13s %-58s %s\n' oidc-admin "$OIDC_ADMIN_URL (loopback only)" "$LOG_DIR/oidc.log"
       ;;
+    moto) printf '%-13s %-58s %s\n' moto "$MOTO_URL (ECS API)" "$LOG_DIR/moto.log" ;;
     esac
   done
 }

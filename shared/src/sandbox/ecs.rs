@@ -41,8 +41,6 @@ pub fn container_definition(r: &Restrictions, image: &str) -> Value {
         },
         "ulimits": [{"name": "core", "softLimit": r.core_dump_bytes, "hardLimit": r.core_dump_bytes}],
         "mountPoints": [{"sourceVolume": WORK_VOLUME, "containerPath": r.work.path, "readOnly": false}],
-        // Output goes to the stage-out container through /work, not to a log driver.
-        "logConfiguration": null,
     })
 }
 
