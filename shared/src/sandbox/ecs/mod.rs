@@ -9,8 +9,20 @@ use serde_json::{json, Value};
 
 use super::Restrictions;
 
+mod events;
+pub use events::{TaskEnd, TaskStateChange};
+
 /// The job's container in the task definition.
 pub const SANDBOX_CONTAINER: &str = "sandbox";
+/// The container that fetches the code and inputs into `/work` before the job (network on, no
+/// AWS credentials: presigned URLs only).
+pub const STAGE_IN_CONTAINER: &str = "stage-in";
+/// The container that uploads stdout, stderr and `/work/out` after the job.
+pub const STAGE_OUT_CONTAINER: &str = "stage-out";
+/// `RunTask`'s `startedBy` of a job's task: how its end event names the job.
+pub fn started_by(job: uuid::Uuid) -> String {
+    format!("mecapy/{job}")
+}
 /// The task volume holding `/work`, shared with the staging containers.
 pub const WORK_VOLUME: &str = "work";
 
