@@ -3,8 +3,10 @@
 //! no container; what ECS does with these fields is the sandbox tests' subject on Docker, whose
 //! mapping is tested field by field against the same values (`sandbox::config`).
 
-use mecapy_shared::sandbox::{ecs, Limits, Restrictions};
+use mecapy_shared::sandbox::ecs::{self, EcsLauncher, LaunchError, Launched, TaskRequest};
+use mecapy_shared::sandbox::{Limits, Restrictions};
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 fn moto_url() -> String {
     std::env::var("MOTO_URL").unwrap_or_else(|_| "http://127.0.0.1:5055".into())
@@ -50,19 +52,19 @@ async fn the_sandbox_task_definition_is_accepted_and_keeps_every_restriction() {
     let family = format!("mecapy-contract-{}", uuid::Uuid::new_v4().simple());
     let registered = ecs_call(
         "RegisterTaskDefinition",
-        ecs::task_definition(&r, &family, "mecapy-python:bookworm"),
+        ecs::task_definition(&r, &family, "mecapy-python:bookworm", "mecapy-stager"),
     )
     .await;
     assert_eq!(registered["taskDefinition"]["family"], family.as_str());
 
     let described = ecs_call("DescribeTaskDefinition", json!({"taskDefinition": family})).await;
     let task = &described["taskDefinition"];
-    assert_eq!(task["networkMode"], "none");
+    assert_eq!(task["networkMode"], "bridge");
     let work = &task["volumes"][0]["dockerVolumeConfiguration"];
     assert_eq!(work["scope"], "task");
     assert_eq!(work["driverOpts"]["o"], r.work.mount_options());
 
-    let c = &task["containerDefinitions"][0];
+    let c = &task["containerDefinitions"][1];
     assert_eq!(c["name"], ecs::SANDBOX_CONTAINER);
     assert_eq!(c["memory"], 300);
     assert_eq!(c["cpu"], 768);
@@ -79,4 +81,191 @@ async fn the_sandbox_task_definition_is_accepted_and_keeps_every_restriction() {
     assert_eq!(linux["tmpfs"][0]["size"], 16);
     assert_eq!(c["ulimits"][0]["hardLimit"], 0);
     assert_eq!(c["mountPoints"][0]["containerPath"], "/work");
+}
+
+async fn ecs_client() -> aws_sdk_ecs::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto_url())
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    aws_sdk_ecs::Client::new(&config)
+}
+
+/// A cluster of its own with one container instance (an EC2 instance of moto's).
+async fn cluster_with_instance() -> String {
+    let cluster = format!("mecapy-contract-{}", Uuid::new_v4().simple());
+    ecs_call("CreateCluster", json!({"clusterName": cluster})).await;
+    let form = [
+        ("Action", "RunInstances"),
+        ("Version", "2016-11-15"),
+        ("ImageId", "ami-12c6146b"),
+        ("MinCount", "1"),
+        ("MaxCount", "1"),
+        ("InstanceType", "m5.large"),
+    ];
+    let xml = reqwest::Client::new()
+        .post(format!("{}/", moto_url()))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .form(&form)
+        .send()
+        .await
+        .expect("moto's EC2 API")
+        .text()
+        .await
+        .expect("RunInstances reply");
+    let instance = xml
+        .split("<instanceId>")
+        .nth(1)
+        .and_then(|rest| rest.split("</instanceId>").next())
+        .unwrap_or_else(|| panic!("no instance in {xml}"));
+    ecs_call(
+        "RegisterContainerInstance",
+        json!({
+            "cluster": cluster,
+            "instanceIdentityDocument": json!({"instanceId": instance, "region": "us-east-1"}).to_string(),
+        }),
+    )
+    .await;
+    cluster
+}
+
+async fn register(r: &Restrictions) -> String {
+    let family = format!("mecapy-python-{}", Uuid::new_v4().simple());
+    ecs_call(
+        "RegisterTaskDefinition",
+        ecs::task_definition(r, &family, "mecapy-python:bookworm", "mecapy-stager"),
+    )
+    .await;
+    family
+}
+
+#[tokio::test]
+async fn a_job_task_starts_once_with_its_overrides_and_tag_and_stops_at_its_limit() {
+    let cluster = cluster_with_instance().await;
+    let r = Restrictions::of(&Limits::default());
+    let family = register(&r).await;
+    let launcher = EcsLauncher::with_client(ecs_client().await, &cluster);
+    let job = Uuid::new_v4();
+    let command = vec!["python3".to_string(), "/work/main.py".to_string()];
+    let env = vec![("MECAPY_JOB_ID".to_string(), job.to_string())];
+    let request = TaskRequest {
+        job,
+        task_definition: &family,
+        restrictions: &r,
+        command: &command,
+        env: &env,
+        stage_url: "http://127.0.0.1:4566/bucket/jobs/x/stage.json?X-Amz-Signature=0",
+    };
+    let first = launcher.start(&request).await.expect("task started");
+    let Launched::Started(arn) = first.clone() else {
+        panic!("a new job's task is started: {first:?}")
+    };
+    // A retried dispatch finds the task instead of starting a second one.
+    assert_eq!(
+        launcher.start(&request).await.expect("found"),
+        Launched::AlreadyRunning(arn.clone())
+    );
+    assert_eq!(launcher.find(job).await.unwrap(), Some(arn.clone()));
+    assert_eq!(launcher.find(Uuid::new_v4()).await.unwrap(), None);
+
+    let described = ecs_call(
+        "DescribeTasks",
+        json!({"cluster": cluster, "tasks": [arn], "include": ["TAGS"]}),
+    )
+    .await;
+    let task = &described["tasks"][0];
+    assert_eq!(task["startedBy"], ecs::started_by(job));
+    assert_eq!(
+        task["tags"],
+        json!([{"key": "org.mecapy.job-id", "value": job.to_string()}])
+    );
+    let overrides = task["overrides"]["containerOverrides"].as_array().unwrap();
+    let of = |name: &str| {
+        overrides
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let sandbox = of("sandbox");
+    assert_eq!(
+        sandbox["command"],
+        json!([
+            "timeout",
+            "-s",
+            "KILL",
+            "30.000",
+            "python3",
+            "/work/main.py"
+        ])
+    );
+    assert_eq!(
+        sandbox["environment"],
+        json!([{"name": "MECAPY_JOB_ID", "value": job.to_string()}])
+    );
+    assert_eq!(
+        (sandbox["memory"].clone(), sandbox["cpu"].clone()),
+        (json!(256), json!(512))
+    );
+    for staging in ["stage-in", "stage-out"] {
+        assert_eq!(
+            of(staging)["environment"][0]["name"],
+            ecs::STAGE_URL_ENV,
+            "{staging} finds the stage document"
+        );
+        assert!(of(staging)
+            .get("command")
+            .is_none_or(|c| c.is_null() || c == &json!([])));
+    }
+
+    launcher.stop_at_limit(&arn).await.expect("stopped");
+    let described = ecs_call("DescribeTasks", json!({"cluster": cluster, "tasks": [arn]})).await;
+    assert_eq!(described["tasks"][0]["lastStatus"], "STOPPED");
+    assert_eq!(described["tasks"][0]["stoppedReason"], ecs::TIMEOUT_REASON);
+    assert_eq!(
+        launcher.find(job).await.unwrap(),
+        None,
+        "a stopped task is not found again"
+    );
+}
+
+#[tokio::test]
+async fn no_room_on_the_cluster_is_no_capacity_and_a_wrong_cluster_is_refused() {
+    // One instance: tasks are placed until its CPU and memory are taken, then ECS has no room.
+    let cluster = cluster_with_instance().await;
+    let r = Restrictions::of(&Limits::default());
+    let family = register(&r).await;
+    let launcher = EcsLauncher::with_client(ecs_client().await, &cluster);
+    let command = vec!["true".to_string()];
+    let request = |job| TaskRequest {
+        job,
+        task_definition: &family,
+        restrictions: &r,
+        command: &command,
+        env: &[],
+        stage_url: "http://127.0.0.1:4566/x",
+    };
+    let mut placed = 0;
+    let full = loop {
+        match launcher.start(&request(Uuid::new_v4())).await {
+            Ok(Launched::Started(_)) if placed < 64 => placed += 1,
+            other => break other,
+        }
+    };
+    assert!(placed >= 1, "the instance takes at least one task");
+    assert!(
+        matches!(&full, Err(e @ LaunchError::NoCapacity(_)) if e.is_transient()),
+        "after {placed} tasks: {full:?}"
+    );
+
+    let nowhere = EcsLauncher::with_client(ecs_client().await, "no-such-cluster");
+    let refused = nowhere.start(&request(Uuid::new_v4())).await;
+    assert!(
+        matches!(&refused, Err(e) if !matches!(e, LaunchError::NoCapacity(_))),
+        "{refused:?}"
+    );
 }

@@ -7,10 +7,13 @@
 
 use serde_json::{json, Value};
 
+use super::restrictions::{CAPABILITIES_DROPPED, USER};
 use super::Restrictions;
 
 mod events;
-pub use events::{TaskEnd, TaskStateChange};
+mod launch;
+pub use events::{TaskEnd, TaskStateChange, TIMEOUT_REASON};
+pub use launch::{EcsLauncher, LaunchError, Launched, TaskRequest, STAGE_URL_ENV};
 
 /// The job's container in the task definition.
 pub const SANDBOX_CONTAINER: &str = "sandbox";
@@ -31,7 +34,9 @@ pub fn container_definition(r: &Restrictions, image: &str) -> Value {
     json!({
         "name": SANDBOX_CONTAINER,
         "image": image,
-        "essential": true,
+        // The task ends with stage-out, which runs once the job has exited, whatever its code.
+        "essential": false,
+        "dependsOn": [{"containerName": STAGE_IN_CONTAINER, "condition": "SUCCESS"}],
         "user": r.user,
         "memory": r.memory_mib,
         "cpu": r.cpu_units(),
@@ -56,14 +61,40 @@ pub fn container_definition(r: &Restrictions, image: &str) -> Value {
     })
 }
 
-/// The task definition's own part: no network at all, and `/work` as a task-scoped tmpfs
-/// volume of the job's size (the same local-driver tmpfs as on the Docker engine).
-pub fn task_definition(r: &Restrictions, family: &str, image: &str) -> Value {
+/// A staging container: the project's small stager image, the network it needs to reach S3
+/// through presigned URLs (and no AWS credentials: the task has no role), as the sandbox user,
+/// with nothing else.
+fn staging_definition(name: &str, stager_image: &str, work_read_only: bool) -> Value {
+    json!({
+        "name": name,
+        "image": stager_image,
+        "command": [name],
+        "user": USER,
+        "memory": 64,
+        "cpu": 128,
+        "readonlyRootFilesystem": true,
+        "privileged": false,
+        "dockerSecurityOptions": ["no-new-privileges"],
+        "linuxParameters": {"capabilities": {"drop": CAPABILITIES_DROPPED}, "initProcessEnabled": true},
+        "mountPoints": [{"sourceVolume": WORK_VOLUME, "containerPath": "/work", "readOnly": work_read_only}],
+    })
+}
+
+/// A tool's task definition: stage-in, the job, stage-out, in that order, sharing `/work` as a
+/// task-scoped tmpfs volume of the job's size (the same local-driver tmpfs as on the Docker
+/// engine). The task is on the bridge network because the staging containers need it; the job's
+/// container has networking disabled.
+pub fn task_definition(r: &Restrictions, family: &str, image: &str, stager_image: &str) -> Value {
+    let mut stage_in = staging_definition(STAGE_IN_CONTAINER, stager_image, false);
+    stage_in["essential"] = json!(false);
+    let mut stage_out = staging_definition(STAGE_OUT_CONTAINER, stager_image, true);
+    stage_out["essential"] = json!(true);
+    stage_out["dependsOn"] = json!([{"containerName": SANDBOX_CONTAINER, "condition": "COMPLETE"}]);
     json!({
         "family": family,
-        "networkMode": if r.network { "bridge" } else { "none" },
+        "networkMode": "bridge",
         "requiresCompatibilities": ["EC2"],
-        "containerDefinitions": [container_definition(r, image)],
+        "containerDefinitions": [stage_in, container_definition(r, image), stage_out],
         "volumes": [{
             "name": WORK_VOLUME,
             "dockerVolumeConfiguration": {
@@ -77,17 +108,27 @@ pub fn task_definition(r: &Restrictions, family: &str, image: &str) -> Value {
 
 /// `RunTask`'s override of the job container: its command under the in-container wall clock,
 /// its environment, and the limits a tool may set per job.
-pub fn container_override(r: &Restrictions, command: &[String], env: &[(String, String)]) -> Value {
-    json!({
-        "name": SANDBOX_CONTAINER,
-        "command": r.timed(command),
-        "environment": env
-            .iter()
-            .map(|(name, value)| json!({"name": name, "value": value}))
-            .collect::<Vec<_>>(),
-        "memory": r.memory_mib,
-        "cpu": r.cpu_units(),
-    })
+pub fn container_override(
+    r: &Restrictions,
+    command: &[String],
+    env: &[(String, String)],
+) -> aws_sdk_ecs::types::ContainerOverride {
+    let env = env
+        .iter()
+        .map(|(name, value)| {
+            aws_sdk_ecs::types::KeyValuePair::builder()
+                .name(name)
+                .value(value)
+                .build()
+        })
+        .collect();
+    aws_sdk_ecs::types::ContainerOverride::builder()
+        .name(SANDBOX_CONTAINER)
+        .set_command(Some(r.timed(command)))
+        .set_environment(Some(env))
+        .memory(r.memory_mib as i32)
+        .cpu(r.cpu_units() as i32)
+        .build()
 }
 
 #[cfg(test)]
@@ -142,8 +183,21 @@ mod tests {
         );
         assert_eq!(c["mountPoints"][0]["containerPath"], "/work");
 
-        let task = task_definition(&r, "mecapy-python", "img");
-        assert_eq!(task["networkMode"], "none");
+        let task = task_definition(&r, "mecapy-python", "img", "stager");
+        assert_eq!(task["networkMode"], "bridge", "for the staging containers");
+        let names: Vec<_> = task["containerDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["stage-in", "sandbox", "stage-out"]);
+        assert_eq!(
+            task["containerDefinitions"][1], c,
+            "the job's container as defined"
+        );
+        assert_eq!(c["dependsOn"][0]["condition"], "SUCCESS");
+        assert_eq!(task["containerDefinitions"][2]["essential"], true);
         let work = &task["volumes"][0]["dockerVolumeConfiguration"];
         assert_eq!(work["scope"], "task");
         assert_eq!(work["driverOpts"]["type"], "tmpfs");
@@ -158,21 +212,20 @@ mod tests {
             &["python3".into(), "/work/main.py".into()],
             &[("A".into(), "b".into())],
         );
+        assert_eq!(o.name(), Some(SANDBOX_CONTAINER));
         assert_eq!(
-            o["command"],
-            json!([
+            o.command(),
+            [
                 "timeout",
                 "-s",
                 "KILL",
                 "30.000",
                 "python3",
                 "/work/main.py"
-            ])
+            ]
         );
-        assert_eq!(o["environment"], json!([{"name": "A", "value": "b"}]));
-        assert_eq!(
-            (o["memory"].clone(), o["cpu"].clone()),
-            (json!(300), json!(768))
-        );
+        let env = &o.environment()[0];
+        assert_eq!((env.name(), env.value()), (Some("A"), Some("b")));
+        assert_eq!((o.memory(), o.cpu()), (Some(300), Some(768)));
     }
 }
