@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 mod filename;
+mod post_policy;
 pub use filename::{FileName, FilenameError, MAX_FILENAME_BYTES};
+pub use post_policy::PostPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -36,6 +38,8 @@ pub struct ObjectInfo {
 pub struct Storage {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// What presigned POST policies are signed with (the SDK signs everything else itself).
+    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
 }
 
 impl Storage {
@@ -63,6 +67,7 @@ impl Storage {
         Storage {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
             bucket: bucket.to_string(),
+            credentials: shared.credentials_provider(),
         }
     }
 
@@ -201,6 +206,53 @@ impl Storage {
             .await
             .map_err(classify)?;
         Ok(req.uri().to_string())
+    }
+
+    /// A form upload (presigned POST) of objects under `prefix`, each of at most `max_bytes`,
+    /// valid for `ttl`: signed with this client's credentials, posted to the bucket's address
+    /// as the SDK builds it (path-style on LocalStack, virtual-hosted on AWS).
+    pub async fn presign_post(
+        &self,
+        prefix: &str,
+        max_bytes: u64,
+        ttl: Duration,
+    ) -> Result<PostPolicy, StorageError> {
+        use aws_sdk_s3::config::ProvideCredentials;
+        let config = self.client.config();
+        let credentials = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| StorageError::Failed("no AWS credentials to sign with".into()))?
+            .provide_credentials()
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("AWS credentials: {e}")))?;
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| StorageError::Failed("no AWS region to sign for".into()))?;
+        // The bucket's address: a presigned GET of the prefix, without the prefix and query.
+        let probe =
+            PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Failed(e.to_string()))?;
+        let probe = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(prefix)
+            .presigned(probe)
+            .await
+            .map_err(classify)?;
+        let address = probe.uri().split('?').next().unwrap_or_default();
+        let url = address.strip_suffix(&format!("/{prefix}")).ok_or_else(|| {
+            StorageError::Failed(format!("unexpected presigned address {address}"))
+        })?;
+        let signer = post_policy::Signer {
+            access_key: credentials.access_key_id(),
+            secret_key: credentials.secret_access_key(),
+            session_token: credentials.session_token(),
+            region: &region,
+            bucket: &self.bucket,
+        };
+        Ok(signer.sign(url, prefix, max_bytes, chrono::Utc::now(), ttl))
     }
 
     /// A URL that downloads the object as an attachment named `filename`.

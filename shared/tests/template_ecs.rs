@@ -16,7 +16,7 @@ fn python_task_definition() -> String {
     let mut lines = template[start + 1..].lines();
     let mut block = vec![lines.next().unwrap_or_default()];
     // Up to the next resource or comment at the resources' indentation.
-    block.extend(lines.take_while(|l| !(l.starts_with("  ") && !l.starts_with("   "))));
+    block.extend(lines.take_while(|l| !l.starts_with("  ") || l.starts_with("   ")));
     block.join("\n")
 }
 
