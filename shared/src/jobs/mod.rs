@@ -10,7 +10,9 @@
 use serde::{Deserialize, Serialize};
 
 pub mod spec;
+pub mod stage;
 pub use spec::{Input, Manifest, SubmitRequest};
+pub use stage::StageDocument;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +83,14 @@ pub mod keys {
     }
     pub fn manifest(job: Uuid) -> String {
         format!("jobs/{job}/{MANIFEST}")
+    }
+    /// What a job's staging containers read (ECS runtime): the inputs' URLs and the upload form.
+    pub fn stage(job: Uuid) -> String {
+        format!("jobs/{job}/stage.json")
+    }
+    /// Where a job's results go, and the only place its stage-out may write.
+    pub fn results_prefix(job: Uuid) -> String {
+        format!("results/{job}/")
     }
     pub fn stdout(job: Uuid) -> String {
         format!("results/{job}/stdout.txt")
