@@ -374,17 +374,20 @@ async fn throughput(api: &Api, token: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `mecapy-bench throughput`: the burst alone.
-pub async fn throughput_only(env: &StackEnv) {
-    let api = Api::new(&env.api_url);
-    let token = match Provider::new(env).token_for("bench-e2e").await {
+/// A token of the bench's user, or the bench stops saying why.
+async fn bench_token(env: &StackEnv) -> String {
+    match Provider::new(env).token_for("bench-e2e").await {
         Ok(t) => t,
         Err(e) => {
             eprintln!("bench: no token from the OIDC admin API: {e}");
             std::process::exit(1);
         }
-    };
-    if let Err(e) = throughput(&api, &token).await {
+    }
+}
+
+/// The throughput rows, or the bench stops saying where to look.
+async fn burst(api: &Api, token: &str, env: &StackEnv) {
+    if let Err(e) = throughput(api, token).await {
         eprintln!(
             "bench: the throughput burst failed: {e}\nwhere to look: {}",
             env.where_to_look()
@@ -393,17 +396,18 @@ pub async fn throughput_only(env: &StackEnv) {
     }
 }
 
+/// `mecapy-bench throughput`: the burst alone.
+pub async fn throughput_only(env: &StackEnv) {
+    let api = Api::new(&env.api_url);
+    let token = bench_token(env).await;
+    burst(&api, &token, env).await;
+}
+
 /// The rows of the deployed stack.
 pub async fn measure(env: &StackEnv) {
     let api = Api::new(&env.api_url);
     let lambda = Lambda::new(env);
-    let token = match Provider::new(env).token_for("bench-e2e").await {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("bench: no token from the OIDC admin API: {e}");
-            std::process::exit(1);
-        }
-    };
+    let token = bench_token(env).await;
     for probe in probes() {
         match cold_and_warm(env, &lambda, &api, &probe, &token).await {
             Ok((cold, p50, p99)) => {
@@ -431,13 +435,7 @@ pub async fn measure(env: &StackEnv) {
         }
     }
 
-    if let Err(e) = throughput(&api, &token).await {
-        eprintln!(
-            "bench: the throughput burst failed: {e}\nwhere to look: {}",
-            env.where_to_look()
-        );
-        std::process::exit(1);
-    }
+    burst(&api, &token, env).await;
 
     let mut totals = Vec::with_capacity(DEMO_RUNS);
     for _ in 0..DEMO_RUNS {

@@ -169,6 +169,7 @@ pub(super) fn kill_exec() -> ExecConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::restrictions::tests::off_default_limits;
     use crate::sandbox::Limits;
 
     fn spec(limits: Limits) -> JobSpec {
@@ -186,14 +187,7 @@ mod tests {
     /// mapping has the same test against the same values).
     #[test]
     fn the_engine_applies_the_restrictions_field_by_field() {
-        let limits = Limits {
-            memory_mb: 300,
-            cpus: 0.75,
-            pids_limit: 40,
-            tmp_mb: 16,
-            work_mb: 32,
-            ..Limits::default()
-        };
+        let limits = off_default_limits();
         let r = Restrictions::of(&limits);
         let config = job_config(&spec(limits.clone()), "img", HashMap::new(), HashMap::new());
         let host = config.host_config.clone().unwrap();

@@ -134,8 +134,21 @@ impl Restrictions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Limits off their defaults wherever the runtimes translate them: the Docker and the ECS
+    /// mapping tests check their translations of these same values.
+    pub(crate) fn off_default_limits() -> Limits {
+        Limits {
+            memory_mb: 300,
+            cpus: 0.75,
+            pids_limit: 40,
+            tmp_mb: 16,
+            work_mb: 32,
+            ..Limits::default()
+        }
+    }
 
     #[test]
     fn the_seed_limits_become_these_restrictions() {

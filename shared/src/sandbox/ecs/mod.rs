@@ -134,20 +134,13 @@ pub fn container_override(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::Limits;
+    use crate::sandbox::restrictions::tests::off_default_limits;
 
     /// Field by field: ECS is given exactly the [`Restrictions`] of the limits, the same values
     /// the Docker engine's configuration test checks.
     #[test]
     fn ecs_applies_the_restrictions_field_by_field() {
-        let limits = Limits {
-            memory_mb: 300,
-            cpus: 0.75,
-            pids_limit: 40,
-            tmp_mb: 16,
-            work_mb: 32,
-            ..Limits::default()
-        };
+        let limits = off_default_limits();
         let r = Restrictions::of(&limits);
         let c = container_definition(&r, "img");
         assert_eq!(c["memory"], 300, "hard limit, MiB");
