@@ -29,6 +29,7 @@ services:
 # The compute image (debootstrap Debian + python3, numpy, scipy), built here, never pulled.
 images: services
 	infra/images.sh
+	infra/stager-image.sh
 
 migrate: services
 	cargo run --quiet -p mecapy-shared --bin migrate

@@ -64,7 +64,8 @@ async fn the_sandbox_task_definition_is_accepted_and_keeps_every_restriction() {
     assert_eq!(work["scope"], "task");
     assert_eq!(work["driverOpts"]["o"], r.work.mount_options());
 
-    let c = &task["containerDefinitions"][1];
+    assert_eq!(task["cpu"], "768", "the task's hard CPU limit");
+    let c = &task["containerDefinitions"][2];
     assert_eq!(c["name"], ecs::SANDBOX_CONTAINER);
     assert_eq!(c["memory"], 300);
     assert_eq!(c["cpu"], 768);
@@ -183,6 +184,10 @@ async fn a_job_task_starts_once_with_its_overrides_and_tag_and_stops_at_its_limi
         task["tags"],
         json!([{"key": "org.mecapy.job-id", "value": job.to_string()}])
     );
+    assert_eq!(
+        task["overrides"]["cpu"], "512",
+        "the task's CPU limit (0.5 vCPU)"
+    );
     let overrides = task["overrides"]["containerOverrides"].as_array().unwrap();
     let of = |name: &str| {
         overrides
@@ -195,6 +200,10 @@ async fn a_job_task_starts_once_with_its_overrides_and_tag_and_stops_at_its_limi
     assert_eq!(
         sandbox["command"],
         json!([
+            "/bin/sh",
+            "-c",
+            "exec \"$@\" >/work/.mecapy/stdout 2>/work/.mecapy/stderr",
+            "sh",
             "timeout",
             "-s",
             "KILL",

@@ -27,34 +27,12 @@ async fn storage() -> Storage {
     storage
 }
 
-/// Posts `body` as `key` with the policy's form (multipart/form-data, the file last), as a
-/// browser or the stager does.
+/// Posts `body` as `key` with the policy's form, as a browser or the stager does.
 async fn post(policy: &PostPolicy, key: &str, body: Vec<u8>) -> (u16, String) {
-    let boundary = format!("mecapy-{}", uuid::Uuid::new_v4().simple());
-    let mut form = Vec::new();
-    let mut field = |name: &str, value: &[u8], file: bool| {
-        let filename = if file { "; filename=\"f\"" } else { "" };
-        form.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        form.extend_from_slice(value);
-        form.extend_from_slice(b"\r\n");
-    };
-    for (name, value) in &policy.fields {
-        field(name, value.as_bytes(), false);
-    }
-    field("key", key.as_bytes(), false);
-    field("file", &body, true);
-    form.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let (content_type, form) = policy.form(key, "application/octet-stream", &body);
     let reply = reqwest::Client::new()
         .post(&policy.url)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("content-type", content_type)
         .body(form)
         .send()
         .await

@@ -45,7 +45,43 @@ fn the_template_task_definition_repeats_the_restrictions_of_the_default_limits()
         "o: {}",
         scalar(&built["volumes"][0]["dockerVolumeConfiguration"]["driverOpts"]["o"])
     ));
-    let job = &built["containerDefinitions"][1];
+    has(format!("Cpu: \"{}\"", built["cpu"].as_str().unwrap()));
+    let defs = built["containerDefinitions"].as_array().unwrap();
+    let names: Vec<&str> = defs.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let positions: Vec<usize> = names
+        .iter()
+        .map(|name| {
+            text.find(&format!("- Name: {name}\n"))
+                .unwrap_or_else(|| panic!("no container {name} in the template"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "containers in the order {names:?}"
+    );
+    for def in defs {
+        if def["name"] != ecs::SANDBOX_CONTAINER {
+            // Each staging container's memory and CPU share, in its own block.
+            let name = def["name"].as_str().unwrap();
+            let start = text.find(&format!("- Name: {name}\n")).unwrap();
+            let block: String = text[start..]
+                .lines()
+                .take(10)
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                block.contains(&format!("Memory: {}", def["memory"]))
+                    && block.contains(&format!("Cpu: {}", def["cpu"])),
+                "{name}: Memory {} and Cpu {} in\n{block}",
+                def["memory"],
+                def["cpu"]
+            );
+        }
+    }
+    let job = defs
+        .iter()
+        .find(|d| d["name"] == ecs::SANDBOX_CONTAINER)
+        .unwrap();
     for (key, field) in [
         ("Memory", "memory"),
         ("Cpu", "cpu"),
@@ -74,6 +110,7 @@ fn the_template_task_definition_repeats_the_restrictions_of_the_default_limits()
     has("Capabilities: {Drop: [ALL]}".into());
     has("DockerSecurityOptions: [no-new-privileges]".into());
     has("Ulimits: [{Name: core, SoftLimit: 0, HardLimit: 0}]".into());
+    has("DependsOn: [{ContainerName: hold, Condition: START}]".into());
     has("DependsOn: [{ContainerName: stage-in, Condition: SUCCESS}]".into());
     has("DependsOn: [{ContainerName: sandbox, Condition: COMPLETE}]".into());
 }

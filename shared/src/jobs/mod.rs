@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod spec;
 pub mod stage;
+pub mod stager;
 pub use spec::{Input, Manifest, SubmitRequest};
 pub use stage::StageDocument;
 
@@ -92,19 +93,32 @@ pub mod keys {
     pub fn results_prefix(job: Uuid) -> String {
         format!("results/{job}/")
     }
+    /// Names under a job's results prefix (the stage-out container, which only knows the prefix
+    /// its upload form allows, builds its keys from these).
+    pub const STDOUT: &str = "stdout.txt";
+    pub const STDERR: &str = "stderr.txt";
+    pub const OUTPUTS_DIR: &str = "out/";
+    pub const OUTCOME: &str = "outcome.json";
+    pub const STAGED: &str = "staged.json";
+
     pub fn stdout(job: Uuid) -> String {
-        format!("results/{job}/stdout.txt")
+        format!("results/{job}/{STDOUT}")
     }
     pub fn stderr(job: Uuid) -> String {
-        format!("results/{job}/stderr.txt")
+        format!("results/{job}/{STDERR}")
     }
     pub fn output(job: Uuid, name: &str) -> String {
-        format!("results/{job}/out/{name}")
+        format!("results/{job}/{OUTPUTS_DIR}{name}")
     }
     /// The run's outcome, written after its results and before the database records it: a job
     /// whose dispatcher died (or lost the database) in between is finished from it, not run again.
     pub fn outcome(job: Uuid) -> String {
-        format!("results/{job}/outcome.json")
+        format!("results/{job}/{OUTCOME}")
+    }
+    /// What a job's stage-out stored (ECS runtime): written last, read when the task's end is
+    /// recorded.
+    pub fn staged(job: Uuid) -> String {
+        format!("results/{job}/{STAGED}")
     }
 
     /// The job a manifest key belongs to (`jobs/{id}/manifest.json`), if it is one.

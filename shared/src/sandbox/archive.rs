@@ -133,7 +133,7 @@ pub(crate) fn read_outputs<R: Read>(
     max_bytes: u64,
 ) -> io::Result<Collected> {
     let mut collected = Collected::default();
-    let mut total: u64 = 0;
+    let mut budget = OutputBudget::new(max_files, max_bytes);
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -148,21 +148,65 @@ pub(crate) fn read_outputs<R: Read>(
             continue;
         }
         let name = name.to_string();
-        if collected.files.len() >= max_files {
-            collected.truncated = true;
-            break;
-        }
         let size = entry.size();
-        if size > max_bytes - total {
-            collected.truncated = true;
-            continue;
+        match budget.admit(size) {
+            Admit::Stop => break,
+            Admit::Skip => continue,
+            Admit::Take => {}
         }
         let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         (&mut entry).take(size).read_to_end(&mut data)?;
-        total += data.len() as u64;
         collected.files.push((name, Bytes::from(data)));
     }
+    collected.truncated = budget.truncated;
     Ok(collected)
+}
+
+/// What the output caps allow of the next file.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Admit {
+    Take,
+    /// Too large for what is left: skipped, and the outputs are truncated.
+    Skip,
+    /// The count cap is reached: nothing more is read.
+    Stop,
+}
+
+/// The output caps as files come, whoever collects them (the engine's archive on Docker, the
+/// stage-out container on ECS): at most `max_files` files and `max_bytes` in all.
+#[derive(Debug)]
+pub(crate) struct OutputBudget {
+    max_files: usize,
+    max_bytes: u64,
+    files: usize,
+    bytes: u64,
+    pub(crate) truncated: bool,
+}
+
+impl OutputBudget {
+    pub(crate) fn new(max_files: usize, max_bytes: u64) -> Self {
+        OutputBudget {
+            max_files,
+            max_bytes,
+            files: 0,
+            bytes: 0,
+            truncated: false,
+        }
+    }
+
+    pub(crate) fn admit(&mut self, size: u64) -> Admit {
+        if self.files >= self.max_files {
+            self.truncated = true;
+            return Admit::Stop;
+        }
+        if size > self.max_bytes - self.bytes {
+            self.truncated = true;
+            return Admit::Skip;
+        }
+        self.files += 1;
+        self.bytes += size;
+        Admit::Take
+    }
 }
 
 /// A blocking `Read` over chunks sent from async code.

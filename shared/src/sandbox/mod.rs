@@ -11,14 +11,14 @@
 //! in a container that only shares the engine's socket with the host. See [`DockerRuntime`] for
 //! how `/work` is filled and read back.
 
-mod archive;
+pub(crate) mod archive;
 mod cleanup;
 mod config;
 mod docker;
 mod oom;
 mod reaper;
 mod restrictions;
-mod validate;
+pub(crate) mod validate;
 
 pub mod ecs;
 

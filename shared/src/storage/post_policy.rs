@@ -24,6 +24,35 @@ pub struct PostPolicy {
     pub expires_at: DateTime<Utc>,
 }
 
+impl PostPolicy {
+    /// The upload of `body` as the object `key` (under the policy's prefix): the request's
+    /// `Content-Type` header and its multipart/form-data body (the policy's fields, the key, the
+    /// object's content type, the file last, as S3 requires).
+    pub fn form(&self, key: &str, content_type: &str, body: &[u8]) -> (String, Vec<u8>) {
+        let boundary = format!("mecapy-{}", uuid::Uuid::new_v4().simple());
+        let mut form = Vec::with_capacity(body.len() + 2048);
+        let mut field = |name: &str, value: &[u8], file: bool| {
+            let filename = if file { "; filename=\"f\"" } else { "" };
+            form.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            form.extend_from_slice(value);
+            form.extend_from_slice(b"\r\n");
+        };
+        for (name, value) in &self.fields {
+            field(name, value.as_bytes(), false);
+        }
+        field("key", key.as_bytes(), false);
+        field("Content-Type", content_type.as_bytes(), false);
+        field("file", body, true);
+        form.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), form)
+    }
+}
+
 /// The signing inputs of a policy.
 pub(crate) struct Signer<'a> {
     pub access_key: &'a str,
@@ -58,6 +87,8 @@ impl Signer<'_> {
             json!({"bucket": self.bucket}),
             json!(["starts-with", "$key", prefix]),
             json!(["content-length-range", 0, max_bytes]),
+            // The uploader says what each object is (stdout is text, an output is bytes).
+            json!(["starts-with", "$Content-Type", ""]),
             json!({"x-amz-algorithm": "AWS4-HMAC-SHA256"}),
             json!({"x-amz-credential": credential}),
             json!({"x-amz-date": amz_date}),

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{SANDBOX_CONTAINER, STAGE_IN_CONTAINER, STAGE_OUT_CONTAINER};
+use crate::jobs::stager::Refusal;
 use crate::sandbox::Outcome;
 
 /// The reason `StopTask` is given when a job reaches its wall-clock limit.
@@ -46,6 +47,8 @@ pub struct ContainerState {
     pub reason: Option<String>,
     #[serde(default)]
     pub last_status: Option<String>,
+    #[serde(default)]
+    pub image_digest: Option<String>,
 }
 
 /// How a job's task ended.
@@ -78,8 +81,25 @@ impl TaskStateChange {
             .ok()
     }
 
+    /// The digest of the image the job ran in, as the agent reported it.
+    pub fn job_image_digest(&self) -> Option<String> {
+        self.container(SANDBOX_CONTAINER)?.image_digest.clone()
+    }
+
     fn container(&self, name: &str) -> Option<&ContainerState> {
         self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// Why a staging container failed: its refusal (from its exit code), else what ECS says.
+    fn staging_failure(&self, container: Option<&ContainerState>) -> String {
+        let code = container.and_then(|c| c.exit_code);
+        let why = container
+            .and_then(|c| c.reason.clone())
+            .unwrap_or_else(|| self.stopped_reason());
+        match code.and_then(Refusal::from_exit_code) {
+            Some(refusal) => format!("{} (exit code {})", refusal.describe(), refusal.exit_code()),
+            None => format!("exit code {code:?}: {why}"),
+        }
     }
 
     fn stopped_reason(&self) -> String {
@@ -106,12 +126,9 @@ impl TaskStateChange {
         }
         let stage_in = self.container(STAGE_IN_CONTAINER);
         if stage_in.and_then(|c| c.exit_code) != Some(0) {
-            let why = stage_in
-                .and_then(|c| c.reason.clone())
-                .unwrap_or_else(|| self.stopped_reason());
             return Some(TaskEnd::Error(format!(
-                "the job's code and inputs could not be staged (exit code {:?}): {why}",
-                stage_in.and_then(|c| c.exit_code)
+                "the job's code and inputs could not be staged: {}",
+                self.staging_failure(stage_in)
             )));
         }
         let Some(job) = self.container(SANDBOX_CONTAINER) else {
@@ -147,11 +164,8 @@ impl TaskStateChange {
         let stage_out = self.container(STAGE_OUT_CONTAINER);
         if !stopped_at_limit && stage_out.and_then(|c| c.exit_code) != Some(0) {
             return Some(TaskEnd::Error(format!(
-                "the job ran ({outcome:?}) but its results could not be stored (exit code {:?}): {}",
-                stage_out.and_then(|c| c.exit_code),
-                stage_out
-                    .and_then(|c| c.reason.clone())
-                    .unwrap_or_else(|| self.stopped_reason())
+                "the job ran ({outcome:?}) but its results could not be stored: {}",
+                self.staging_failure(stage_out)
             )));
         }
         Some(TaskEnd::Ran {
@@ -358,11 +372,25 @@ mod tests {
         );
 
         // Stage-in refused (an expired URL, a changed sha256): the job did not run.
-        let mut refused = containers(Some(3), None, "", None);
-        refused[0]["reason"] = json!("sha256 of inputs/data.csv changed");
+        // The stager's exit code says which refusal it was.
+        let refused = containers(Some(4), None, "", None);
         let (_, end) = end_of(event(job, EXITED, EXITED_REASON, 2, refused));
         assert!(
             matches!(&end, Some(TaskEnd::Error(r)) if r.contains("could not be staged") && r.contains("sha256")),
+            "{end:?}"
+        );
+        let expired = containers(Some(3), None, "", None);
+        let (_, end) = end_of(event(job, EXITED, EXITED_REASON, 2, expired));
+        assert!(
+            matches!(&end, Some(TaskEnd::Error(r)) if r.contains("expired")),
+            "{end:?}"
+        );
+        // A crash of the container itself: what ECS says.
+        let mut crashed = containers(Some(139), None, "", None);
+        crashed[0]["reason"] = json!("CannotStartContainerError: no such volume");
+        let (_, end) = end_of(event(job, EXITED, EXITED_REASON, 2, crashed));
+        assert!(
+            matches!(&end, Some(TaskEnd::Error(r)) if r.contains("CannotStartContainerError")),
             "{end:?}"
         );
 

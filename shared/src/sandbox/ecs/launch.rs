@@ -30,6 +30,34 @@ pub struct TaskRequest<'a> {
     pub stage_url: &'a str,
 }
 
+impl TaskRequest<'_> {
+    /// `RunTask`'s overrides: the stage document's URL for the staging containers; the job's
+    /// command, environment and limits for its container; the task's CPU limit (on EC2, the
+    /// containers' `cpu` are only shares: the task's `cpu` is the hard limit).
+    pub fn overrides(&self) -> TaskOverride {
+        let stage_env = KeyValuePair::builder()
+            .name(STAGE_URL_ENV)
+            .value(self.stage_url)
+            .build();
+        let staging = |name: &str| {
+            aws_sdk_ecs::types::ContainerOverride::builder()
+                .name(name)
+                .environment(stage_env.clone())
+                .build()
+        };
+        TaskOverride::builder()
+            .cpu(self.restrictions.cpu_units().to_string())
+            .container_overrides(staging(STAGE_IN_CONTAINER))
+            .container_overrides(container_override(
+                self.restrictions,
+                self.command,
+                self.env,
+            ))
+            .container_overrides(staging(STAGE_OUT_CONTAINER))
+            .build()
+    }
+}
+
 /// The job's task: started now, or found running from an earlier attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Launched {
@@ -124,25 +152,6 @@ impl EcsLauncher {
         if let Some(arn) = self.find(request.job).await? {
             return Ok(Launched::AlreadyRunning(arn));
         }
-        let stage_env = KeyValuePair::builder()
-            .name(STAGE_URL_ENV)
-            .value(request.stage_url)
-            .build();
-        let staging = |name: &str| {
-            aws_sdk_ecs::types::ContainerOverride::builder()
-                .name(name)
-                .environment(stage_env.clone())
-                .build()
-        };
-        let overrides = TaskOverride::builder()
-            .container_overrides(staging(STAGE_IN_CONTAINER))
-            .container_overrides(container_override(
-                request.restrictions,
-                request.command,
-                request.env,
-            ))
-            .container_overrides(staging(STAGE_OUT_CONTAINER))
-            .build();
         let ran = self
             .client
             .run_task()
@@ -156,7 +165,7 @@ impl EcsLauncher {
                     .value(request.job.to_string())
                     .build(),
             )
-            .overrides(overrides)
+            .overrides(request.overrides())
             .send()
             .await
             .map_err(|e| ecs_error("starting the job's task", e))?;

@@ -9,12 +9,21 @@ use serde_json::{json, Value};
 
 use super::restrictions::{CAPABILITIES_DROPPED, USER};
 use super::Restrictions;
+use crate::jobs::stager::streams_to_files;
 
 mod events;
 mod launch;
-pub use events::{TaskEnd, TaskStateChange, TIMEOUT_REASON};
+#[cfg(feature = "test-support")]
+mod local;
+pub use events::{ContainerState, TaskEnd, TaskStateChange, TIMEOUT_REASON};
 pub use launch::{EcsLauncher, LaunchError, Launched, TaskRequest, STAGE_URL_ENV};
+#[cfg(feature = "test-support")]
+pub use local::{LocalAgent, LOCAL_STAGER_IMAGE};
 
+/// The container that holds the task's `/work` volume mounted for the task's whole life: a
+/// tmpfs volume of the engine's local driver is unmounted, and its files lost, as soon as no
+/// running container mounts it, and the task's other containers run one after the other.
+pub const HOLD_CONTAINER: &str = "hold";
 /// The job's container in the task definition.
 pub const SANDBOX_CONTAINER: &str = "sandbox";
 /// The container that fetches the code and inputs into `/work` before the job (network on, no
@@ -26,6 +35,8 @@ pub const STAGE_OUT_CONTAINER: &str = "stage-out";
 pub fn started_by(job: uuid::Uuid) -> String {
     format!("mecapy/{job}")
 }
+/// What a staging container needs of memory for itself (the stager holds one file at a time).
+pub const STAGER_MEMORY_MIB: i64 = 64;
 /// The task volume holding `/work`, shared with the staging containers.
 pub const WORK_VOLUME: &str = "work";
 
@@ -63,15 +74,22 @@ pub fn container_definition(r: &Restrictions, image: &str) -> Value {
 
 /// A staging container: the project's small stager image, the network it needs to reach S3
 /// through presigned URLs (and no AWS credentials: the task has no role), as the sandbox user,
-/// with nothing else.
-fn staging_definition(name: &str, stager_image: &str, work_read_only: bool) -> Value {
+/// with nothing else. `memory_mib`: its own needs, plus what it writes to the `/work` tmpfs
+/// (tmpfs pages count against the memory of the container that writes them).
+fn staging_definition(
+    name: &str,
+    stager_image: &str,
+    work_read_only: bool,
+    memory_mib: i64,
+) -> Value {
     json!({
         "name": name,
         "image": stager_image,
         "command": [name],
         "user": USER,
-        "memory": 64,
-        "cpu": 128,
+        "memory": memory_mib,
+        // They run before and after the job, never beside it: the task's CPU is the job's.
+        "cpu": 0,
         "readonlyRootFilesystem": true,
         "privileged": false,
         "dockerSecurityOptions": ["no-new-privileges"],
@@ -80,21 +98,33 @@ fn staging_definition(name: &str, stager_image: &str, work_read_only: bool) -> V
     })
 }
 
-/// A tool's task definition: stage-in, the job, stage-out, in that order, sharing `/work` as a
-/// task-scoped tmpfs volume of the job's size (the same local-driver tmpfs as on the Docker
-/// engine). The task is on the bridge network because the staging containers need it; the job's
+/// A tool's task definition: the holder of `/work`, then stage-in, the job, stage-out, one after
+/// the other, sharing `/work` as a task-scoped tmpfs volume of the job's size (the same
+/// local-driver tmpfs as on the Docker engine). The task ends when stage-out (essential) exits. The task is on the bridge network because the staging containers need it; the job's
 /// container has networking disabled.
 pub fn task_definition(r: &Restrictions, family: &str, image: &str, stager_image: &str) -> Value {
-    let mut stage_in = staging_definition(STAGE_IN_CONTAINER, stager_image, false);
+    let mut hold = staging_definition(HOLD_CONTAINER, stager_image, true, STAGER_MEMORY_MIB);
+    hold["essential"] = json!(false);
+    hold["disableNetworking"] = json!(true);
+    let mut stage_in = staging_definition(
+        STAGE_IN_CONTAINER,
+        stager_image,
+        false,
+        STAGER_MEMORY_MIB + r.work.size_mib,
+    );
     stage_in["essential"] = json!(false);
-    let mut stage_out = staging_definition(STAGE_OUT_CONTAINER, stager_image, true);
+    stage_in["dependsOn"] = json!([{"containerName": HOLD_CONTAINER, "condition": "START"}]);
+    let mut stage_out =
+        staging_definition(STAGE_OUT_CONTAINER, stager_image, true, STAGER_MEMORY_MIB);
     stage_out["essential"] = json!(true);
     stage_out["dependsOn"] = json!([{"containerName": SANDBOX_CONTAINER, "condition": "COMPLETE"}]);
     json!({
         "family": family,
+        // On EC2 a container's `cpu` is a share; the task's is the hard limit (its cgroup).
+        "cpu": r.cpu_units().to_string(),
         "networkMode": "bridge",
         "requiresCompatibilities": ["EC2"],
-        "containerDefinitions": [stage_in, container_definition(r, image), stage_out],
+        "containerDefinitions": [hold, stage_in, container_definition(r, image), stage_out],
         "volumes": [{
             "name": WORK_VOLUME,
             "dockerVolumeConfiguration": {
@@ -106,8 +136,9 @@ pub fn task_definition(r: &Restrictions, family: &str, image: &str, stager_image
     })
 }
 
-/// `RunTask`'s override of the job container: its command under the in-container wall clock,
-/// its environment, and the limits a tool may set per job.
+/// `RunTask`'s override of the job container: its command under the in-container wall clock
+/// with its streams written to the task volume (for stage-out), its environment, and the
+/// limits a tool may set per job.
 pub fn container_override(
     r: &Restrictions,
     command: &[String],
@@ -124,7 +155,7 @@ pub fn container_override(
         .collect();
     aws_sdk_ecs::types::ContainerOverride::builder()
         .name(SANDBOX_CONTAINER)
-        .set_command(Some(r.timed(command)))
+        .set_command(Some(streams_to_files(&r.timed(command))))
         .set_environment(Some(env))
         .memory(r.memory_mib as i32)
         .cpu(r.cpu_units() as i32)
@@ -178,19 +209,21 @@ mod tests {
 
         let task = task_definition(&r, "mecapy-python", "img", "stager");
         assert_eq!(task["networkMode"], "bridge", "for the staging containers");
+        assert_eq!(task["cpu"], "768", "the task's hard CPU limit");
         let names: Vec<_> = task["containerDefinitions"]
             .as_array()
             .unwrap()
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["stage-in", "sandbox", "stage-out"]);
-        assert_eq!(
-            task["containerDefinitions"][1], c,
-            "the job's container as defined"
-        );
+        assert_eq!(names, ["hold", "stage-in", "sandbox", "stage-out"]);
+        let defs = &task["containerDefinitions"];
+        assert_eq!(defs[2], c, "the job's container as defined");
+        assert_eq!(defs[0]["disableNetworking"], true, "the holder only holds");
+        assert_eq!(defs[1]["dependsOn"][0]["condition"], "START");
+        assert_eq!(defs[1]["memory"], 64 + 32, "stage-in writes /work");
         assert_eq!(c["dependsOn"][0]["condition"], "SUCCESS");
-        assert_eq!(task["containerDefinitions"][2]["essential"], true);
+        assert_eq!(defs[3]["essential"], true);
         let work = &task["volumes"][0]["dockerVolumeConfiguration"];
         assert_eq!(work["scope"], "task");
         assert_eq!(work["driverOpts"]["type"], "tmpfs");
@@ -207,7 +240,7 @@ mod tests {
         );
         assert_eq!(o.name(), Some(SANDBOX_CONTAINER));
         assert_eq!(
-            o.command(),
+            o.command()[4..],
             [
                 "timeout",
                 "-s",
@@ -215,7 +248,8 @@ mod tests {
                 "30.000",
                 "python3",
                 "/work/main.py"
-            ]
+            ],
+            "under the wall clock, its streams to /work for stage-out"
         );
         let env = &o.environment()[0];
         assert_eq!((env.name(), env.value()), (Some("A"), Some("b")));

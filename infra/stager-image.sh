@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# MecaPy stager image: `mecapy-stager:local`, the stage-in / stage-out containers of a job's ECS
+# task, built here from this workspace (never pulled).
+#
+#   infra/stager-image.sh            build the image if the engine lacks this binary's image
+#   infra/stager-image.sh --force    rebuild it
+#
+# The image holds the `stager` binary (cargo build -p mecapy-shared --bin stager, stripped), the
+# C libraries it links (from this machine, as ldd lists them) and the CA bundle, nothing else: no
+# shell, no package manager. It runs as uid 1000. The label org.mecapy.stager-sha256 names the
+# binary inside; the image is rebuilt whenever the binary changes. On AWS, push it to ECR and
+# give it to the stack as StagerImage.
+#
+# Configuration (environment): MECAPY_RUN_DIR (log in logs/stager-image.log),
+# MECAPY_STAGER_PROFILE (cargo profile, default dev). Requires a running engine.
+
+set -Eeuo pipefail
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUN_DIR=${MECAPY_RUN_DIR:-$REPO_DIR/.run}
+LOG_DIR=$RUN_DIR/logs
+LOG=$LOG_DIR/stager-image.log
+IMAGE=${MECAPY_STAGER_IMAGE:-mecapy-stager:local}
+PROFILE=${MECAPY_STAGER_PROFILE:-dev}
+LABEL=org.mecapy.stager-sha256
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
+STEP_PREFIX=stager-image
+# shellcheck source=infra/lib/steps.sh
+. "$REPO_DIR/infra/lib/steps.sh"
+
+FORCE=0
+case ${1:-} in
+  "") ;;
+  --force) FORCE=1 ;;
+  -h | --help)
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    printf 'usage: %s [--force]\n' "$0" >&2
+    exit 2
+    ;;
+esac
+
+mkdir -p "$LOG_DIR"
+: >"$LOG"
+docker info >/dev/null 2>&1 </dev/null ||
+  fail "the Docker engine is not reachable: start it with infra/services.sh up"
+
+STEP=build
+say "cargo build -p mecapy-shared --bin stager (profile $PROFILE)"
+(cd "$REPO_DIR" && cargo build --quiet --profile "$PROFILE" -p mecapy-shared --bin stager) >>"$LOG" 2>&1 </dev/null ||
+  fail "the stager does not build"
+dir=$PROFILE
+[[ $PROFILE == dev ]] && dir=debug
+BINARY=$REPO_DIR/target/$dir/stager
+
+ROOT=$(mktemp -d)
+chmod 0755 "$ROOT"
+trap 'rm -rf --one-file-system "$ROOT"' EXIT
+install -D -m 0755 "$BINARY" "$ROOT/stager"
+run strip strip "$ROOT/stager"
+SHA=$(sha256sum "$ROOT/stager" | cut -d' ' -f1)
+
+if ((FORCE == 0)) && [[ $(docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$IMAGE" 2>/dev/null) == "$SHA" ]]; then
+  say "$IMAGE is present (stager $SHA)"
+  exit 0
+fi
+
+STEP=libraries
+# The dynamic loader and every library the binary links, at the paths ldd resolves.
+while read -r lib; do
+  install -D -m 0755 "$lib" "$ROOT$lib"
+done < <(ldd "$ROOT/stager" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u)
+[[ -s $CA_BUNDLE ]] || fail "no CA bundle at $CA_BUNDLE (Debian's ca-certificates)"
+install -D -m 0644 "$CA_BUNDLE" "$ROOT$CA_BUNDLE"
+install -d -m 0755 -o 1000 -g 1000 "$ROOT/work"
+
+STEP=import
+old_id=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+tar --numeric-owner -C "$ROOT" -c . | docker import \
+  --change 'USER 1000:1000' \
+  --change 'ENTRYPOINT ["/stager"]' \
+  --change "ENV SSL_CERT_FILE=$CA_BUNDLE" \
+  --change "LABEL $LABEL=$SHA" \
+  - "$IMAGE" >>"$LOG" 2>&1 || fail "docker import failed"
+new_id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+if [[ -n $old_id && $old_id != "$new_id" ]]; then
+  docker image rm "$old_id" >>"$LOG" 2>&1 </dev/null || true
+fi
+
+STEP=verify
+# Without its stage URL, the stager refuses with its usage exit code (2), as uid 1000 and with
+# no network: the binary, its libraries and its loader are all there.
+rc=0
+docker run --rm --network none --read-only "$IMAGE" stage-in >>"$LOG" 2>&1 </dev/null || rc=$?
+if ((rc != 2)); then
+  docker image rm "$IMAGE" >>"$LOG" 2>&1 </dev/null || true
+  fail "the stager image does not run (exit $rc, expected 2)"
+fi
+size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
+say "built $IMAGE: $((size / 1024 / 1024)) MB, stager $SHA"
