@@ -1,8 +1,11 @@
 //! `make bench`: measured figures, never asserted. Needs the local services (`make up`) and the
 //! stack deployed to LocalStack with release builds of its functions, as AWS gets them
 //! (`SAM_BUILD_MODE=release infra/deploy.sh all`); the Makefile does both first.
-//! `mecapy-bench throughput` measures the burst through the deployed stack alone.
+//! `mecapy-bench throughput` measures the burst through the deployed stack alone;
+//! `mecapy-bench chain` the ECS stage-in/stage-out chain against the archive path alone (Docker
+//! and LocalStack only, no stack).
 
+mod chain;
 mod stack;
 
 use std::path::Path;
@@ -16,6 +19,11 @@ use mecapy_shared::testing::request;
 
 use lambda_http::http::{Method, StatusCode};
 use mecapy_shared::testing::{json_request, multipart_request, TestContext};
+
+fn header() {
+    println!("| measure | value | target |");
+    println!("|---|---|---|");
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -38,6 +46,11 @@ fn fmt(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if std::env::args().nth(1).as_deref() == Some("chain") {
+        header();
+        chain::measure().await;
+        return;
+    }
     // The deployed stack is measured too: fail now, not after the in-process figures.
     let stack_env = match mecapy_e2e::StackEnv::ready().await {
         Ok(env) => env,
@@ -46,8 +59,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!("| measure | value | target |");
-    println!("|---|---|---|");
+    header();
     // `mecapy-bench throughput`: only the burst through the deployed stack (quick to repeat).
     if std::env::args().nth(1).as_deref() == Some("throughput") {
         stack::throughput_only(&stack_env).await;
@@ -133,6 +145,7 @@ async fn main() {
     );
 
     compute(&ctx, &token).await;
+    chain::measure().await;
 
     stack::measure(&stack_env).await;
 }
@@ -214,7 +227,7 @@ async fn compute(ctx: &TestContext, token: &str) {
     let queues = ctx.compute_queues(3, 30).await;
     let dispatcher = Arc::new(Dispatcher {
         state: ctx.state.clone(),
-        runtime: runtime.clone(),
+        compute: compute_dispatch::Compute::Engine(runtime.clone()),
         events: Some(EventsQueue::with_client(
             queues.sqs.clone(),
             &queues.events_url,
