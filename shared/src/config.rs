@@ -87,6 +87,21 @@ pub struct Config {
     /// compute-dispatch: within one scheduled invocation (every minute), the sweep repeats this
     /// often (`SWEEP_INTERVAL_SECONDS`, 5 to 60).
     pub sweep_interval: Duration,
+    /// compute-dispatch: where jobs run: none for the Docker engine (`COMPUTE_RUNTIME` unset or
+    /// `docker`), else Amazon ECS (`COMPUTE_RUNTIME=ecs`).
+    pub ecs: Option<EcsConfig>,
+}
+
+/// Jobs on Amazon ECS (`COMPUTE_RUNTIME=ecs`).
+#[derive(Debug, Clone)]
+pub struct EcsConfig {
+    /// `ECS_CLUSTER`.
+    pub cluster: String,
+    /// The python tool's task definition, family or ARN (`ECS_TASK_DEFINITION`).
+    pub task_definition: String,
+    /// How long a started task may wait for an instance (the capacity provider scales out from
+    /// zero) before its lease runs out (`ECS_START_ALLOWANCE_SECONDS`).
+    pub start_allowance: Duration,
 }
 
 fn database_config(
@@ -245,6 +260,22 @@ impl Config {
                 number("SWEEP_IDLE_QUEUED_SECONDS", 120)?.max(10),
             ),
             sweep_interval: Duration::from_secs(number("SWEEP_INTERVAL_SECONDS", 60)?.clamp(5, 60)),
+            ecs: match lookup("COMPUTE_RUNTIME").as_deref().map(str::trim) {
+                None | Some("") | Some("docker") => None,
+                Some("ecs") => Some(EcsConfig {
+                    cluster: required("ECS_CLUSTER")?.trim().to_string(),
+                    task_definition: required("ECS_TASK_DEFINITION")?.trim().to_string(),
+                    start_allowance: Duration::from_secs(
+                        number("ECS_START_ALLOWANCE_SECONDS", 600)?.clamp(30, 3600),
+                    ),
+                }),
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "COMPUTE_RUNTIME",
+                        reason: format!("{other:?} is neither docker nor ecs"),
+                    })
+                }
+            },
         })
     }
 }
@@ -338,5 +369,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("PRESIGN_TTL_SECONDS"));
+    }
+
+    #[test]
+    fn the_compute_runtime_is_docker_unless_ecs_is_configured_whole() {
+        let mut vars = base();
+        assert!(load(&vars).unwrap().ecs.is_none());
+        vars.insert("COMPUTE_RUNTIME", "docker".into());
+        assert!(load(&vars).unwrap().ecs.is_none());
+        vars.insert("COMPUTE_RUNTIME", "ecs".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("ECS_CLUSTER"), "{err}");
+        vars.insert("ECS_CLUSTER", "jobs".into());
+        vars.insert("ECS_TASK_DEFINITION", "mecapy-python".into());
+        let ecs = load(&vars).unwrap().ecs.expect("ECS");
+        assert_eq!(
+            (ecs.cluster.as_str(), ecs.task_definition.as_str()),
+            ("jobs", "mecapy-python")
+        );
+        assert_eq!(ecs.start_allowance, Duration::from_secs(600));
+        vars.insert("COMPUTE_RUNTIME", "kubernetes".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("COMPUTE_RUNTIME"), "{err}");
     }
 }

@@ -187,6 +187,31 @@ impl Storage {
         Ok(())
     }
 
+    /// Removes every object under `prefix` (e.g. what a failed job's task stored before it
+    /// failed), a page at a time; the number removed.
+    #[tracing::instrument(skip(self), err(Display))]
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .map_err(classify)?;
+            let keys: Vec<&str> = page.contents().iter().filter_map(|o| o.key()).collect();
+            if keys.is_empty() {
+                return Ok(removed);
+            }
+            for key in &keys {
+                self.delete(key).await?;
+            }
+            removed += keys.len();
+        }
+    }
+
     /// A URL the client PUTs the object to, with this content type, before `ttl` runs out.
     pub async fn presign_put(
         &self,

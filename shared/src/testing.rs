@@ -15,6 +15,8 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::db;
 use crate::storage::Storage;
+
+pub mod moto;
 use crate::AppState;
 
 const START_HINT: &str = "start the local services with `make up` (or `infra/services.sh up`)";

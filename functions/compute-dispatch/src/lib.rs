@@ -14,6 +14,7 @@
 //! Sizing: a record is only started when the invocation has time left for the job's whole lease
 //! (its limit, the sandbox's grace, the staging margin); the others are handed back at once.
 
+mod ecs;
 mod events;
 mod retry;
 mod run;
@@ -31,6 +32,7 @@ use mecapy_shared::storage::StorageError;
 use mecapy_shared::AppState;
 use uuid::Uuid;
 
+pub use ecs::EcsCompute;
 pub use events::{Event, EventsQueue};
 pub use retry::RetryBackoff;
 pub use sweep::{ComputeQueue, SweepReport};
@@ -88,9 +90,18 @@ impl Retry {
     }
 }
 
+/// Where jobs run.
+#[derive(Clone)]
+pub enum Compute {
+    /// A container engine (Docker): dispatch runs the job and waits for its end.
+    Engine(Arc<dyn ContainerRuntime>),
+    /// Amazon ECS: dispatch starts the job's task and returns; its end comes as an event.
+    Ecs(EcsCompute),
+}
+
 pub struct Dispatcher {
     pub state: AppState,
-    pub runtime: Arc<dyn ContainerRuntime>,
+    pub compute: Compute,
     pub events: Option<EventsQueue>,
     /// Shortens the wait before a failed record's next delivery (none: the queue's visibility).
     pub retries: Option<RetryBackoff>,
@@ -104,9 +115,14 @@ impl Dispatcher {
     /// A dispatcher without queues (no events, retries at the queue's visibility timeout, a
     /// sweep that only reports), running `concurrency` records at once.
     pub fn new(state: AppState, runtime: Arc<dyn ContainerRuntime>, concurrency: usize) -> Self {
+        Self::on(state, Compute::Engine(runtime), concurrency)
+    }
+
+    /// The same, for jobs run by `compute`.
+    pub fn on(state: AppState, compute: Compute, concurrency: usize) -> Self {
         Dispatcher {
             state,
-            runtime,
+            compute,
             events: None,
             retries: None,
             compute_queue: None,
@@ -119,17 +135,21 @@ impl Dispatcher {
     /// engine's CPU count (two jobs per CPU at the default 0.5 CPU share).
     pub async fn from_env(
         state: AppState,
-        runtime: Arc<dyn ContainerRuntime>,
+        compute: Compute,
     ) -> Result<Self, mecapy_shared::app::StartupError> {
         let sdk = aws_config::load_from_env().await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let config = state.config.clone();
-        let concurrency = match config.dispatch_concurrency {
-            Some(n) => n,
-            None => mecapy_shared::sandbox::default_concurrency(runtime.cpus().await.unwrap_or(1)),
+        let concurrency = match (config.dispatch_concurrency, &compute) {
+            (Some(n), _) => n,
+            (None, Compute::Engine(runtime)) => {
+                mecapy_shared::sandbox::default_concurrency(runtime.cpus().await.unwrap_or(1))
+            }
+            // Starting a task is a few API calls: no engine to spare.
+            (None, Compute::Ecs(_)) => 16,
         };
         tracing::info!(concurrency, "dispatcher ready");
-        let mut dispatcher = Dispatcher::new(state, runtime, concurrency);
+        let mut dispatcher = Dispatcher::on(state, compute, concurrency);
         dispatcher.events = config
             .events_queue_url
             .as_ref()
@@ -216,6 +236,21 @@ impl Dispatcher {
     ) -> Result<(), Retry> {
         let body = record.body.as_deref().unwrap_or("");
         let receives = receive_count(record);
+        if let Some(change) = task_state_change(body) {
+            return match self.task_ended(&change).await {
+                Ok(()) => Ok(()),
+                Err(DispatchError::Permanent(reason)) => {
+                    tracing::error!(task = change.task_arn, reason, "task end not recorded");
+                    if let Some(job_id) = change.job() {
+                        self.give_up(job_id, &reason)
+                            .await
+                            .map_err(|e| Retry::backoff(e.to_string()))?;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(Retry::backoff(e.to_string())),
+            };
+        }
         let jobs = announced_jobs(body).map_err(Retry::backoff)?;
         let mut retry = None;
         for job_id in jobs {
@@ -264,6 +299,13 @@ fn receive_count(record: &SqsMessage) -> u32 {
         .get("ApproximateReceiveCount")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
+}
+
+/// An `ECS Task State Change` event (EventBridge, through the task-ends queue), if the message
+/// is one.
+fn task_state_change(body: &str) -> Option<mecapy_shared::sandbox::ecs::TaskStateChange> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    mecapy_shared::sandbox::ecs::TaskStateChange::from_event(&value)
 }
 
 /// The jobs a compute-queue message announces: the manifests of an S3 event, or the job of the

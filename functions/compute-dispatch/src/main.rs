@@ -1,14 +1,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use compute_dispatch::{Compute, EcsCompute};
 use lambda_runtime::{service_fn, LambdaEvent};
+use mecapy_shared::sandbox::ecs::EcsLauncher;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     mecapy_shared::telemetry::init("compute-dispatch");
     let state = mecapy_shared::AppState::from_env().await?;
-    let runtime = Arc::new(mecapy_shared::sandbox::DockerRuntime::connect().await?);
-    let dispatcher = Arc::new(compute_dispatch::Dispatcher::from_env(state, runtime).await?);
+    let compute = match &state.config.ecs {
+        Some(ecs) => Compute::Ecs(EcsCompute {
+            launcher: EcsLauncher::new(&aws_config::load_from_env().await, &ecs.cluster),
+            task_definition: ecs.task_definition.clone(),
+            start_allowance: ecs.start_allowance,
+        }),
+        None => Compute::Engine(Arc::new(
+            mecapy_shared::sandbox::DockerRuntime::connect().await?,
+        )),
+    };
+    let dispatcher = Arc::new(compute_dispatch::Dispatcher::from_env(state, compute).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let dispatcher = dispatcher.clone();
         let deadline = deadline(event.context.deadline);

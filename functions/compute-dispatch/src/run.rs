@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{DispatchError, Dispatcher, Event};
+use crate::{Compute, DispatchError, Dispatcher, Event};
 
 /// Manifests and code are small; inputs are bounded by the presigned-upload limit.
-const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 /// How long a finished run keeps trying to record its outcome while the database is down,
 /// before leaving it to the next claim (which reads the stored outcome instead of running again).
 const RECORD_PATIENCE: Duration = Duration::from_secs(20);
@@ -36,19 +36,24 @@ pub(crate) struct StoredOutcome {
 }
 
 /// The job's wall-clock limit, as recorded with it.
-fn job_timeout(job: &Job) -> Duration {
+pub(crate) fn job_timeout(job: &Job) -> Duration {
     serde_json::from_value::<Limits>(job.limits.clone())
         .map(|l| l.timeout)
         .unwrap_or_else(|_| Limits::default().timeout)
 }
 
 impl Dispatcher {
-    /// What a claim adds to the job's own limit: the sandbox's grace and the staging margin.
+    /// What a claim adds to the job's own limit: the sandbox's grace and the staging margin
+    /// (and on ECS, the time a task may wait for an instance).
     pub fn lease_margin(&self) -> Duration {
-        HOLDER_GRACE + self.state.config.dispatch_lease_margin
+        let margin = HOLDER_GRACE + self.state.config.dispatch_lease_margin;
+        match &self.compute {
+            Compute::Engine(_) => margin,
+            Compute::Ecs(ecs) => margin + ecs.start_allowance,
+        }
     }
 
-    async fn db(&self) -> Result<deadpool_postgres::Object, DispatchError> {
+    pub(crate) async fn db(&self) -> Result<deadpool_postgres::Object, DispatchError> {
         Ok(self.state.db.get().await.map_err(DbError::from)?)
     }
 
@@ -65,7 +70,9 @@ impl Dispatcher {
         deadline: Option<Instant>,
     ) -> Result<(), DispatchError> {
         let db = self.db().await?;
-        if let Some(deadline) = deadline {
+        // Only an engine's dispatch waits for the job: it needs the time to.
+        let waits = matches!(self.compute, Compute::Engine(_));
+        if let (Some(deadline), true) = (deadline, waits) {
             if let Some(job) = db::jobs::get_any(&**db, job_id).await? {
                 let needed = job_timeout(&job) + self.lease_margin() + DEADLINE_SAFETY;
                 if deadline.saturating_duration_since(Instant::now()) < needed {
@@ -226,9 +233,11 @@ impl Dispatcher {
         Ok(())
     }
 
-    async fn execute(&self, job: &Job) -> Result<(), DispatchError> {
-        let storage = &self.state.storage;
-        let manifest_bytes = storage
+    /// The job's manifest, as compute-submit stored it.
+    async fn manifest(&self, job: &Job) -> Result<Manifest, DispatchError> {
+        let manifest_bytes = self
+            .state
+            .storage
             .get(&keys::manifest(job.id), MAX_MANIFEST_BYTES)
             .await?
             .ok_or_else(|| DispatchError::Permanent("the job's manifest is missing".into()))?;
@@ -240,7 +249,16 @@ impl Dispatcher {
                 "the manifest belongs to another job".into(),
             ));
         }
+        Ok(manifest)
+    }
 
+    async fn execute(&self, job: &Job) -> Result<(), DispatchError> {
+        let manifest = self.manifest(job).await?;
+        let runtime = match &self.compute {
+            Compute::Engine(runtime) => runtime,
+            Compute::Ecs(ecs) => return self.start_task(ecs, job, &manifest).await,
+        };
+        let storage = &self.state.storage;
         let code = fetch_checked(
             storage,
             &manifest.code_key,
@@ -266,7 +284,7 @@ impl Dispatcher {
 
         let spec = manifest.job_spec(code, inputs);
         let started = Instant::now();
-        let result = self.runtime.run(&spec).await.map_err(|e| {
+        let result = runtime.run(&spec).await.map_err(|e| {
             if e.is_transient() {
                 DispatchError::Transient(e.to_string())
             } else {

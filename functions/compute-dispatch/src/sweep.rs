@@ -29,7 +29,7 @@ use uuid::Uuid;
 use mecapy_shared::db;
 use mecapy_shared::jobs::messages;
 
-use crate::{DispatchError, Dispatcher, Event};
+use crate::{Compute, DispatchError, Dispatcher, Event};
 
 /// How many jobs one sweep handles in each category; the next sweep takes the rest.
 const SWEEP_BATCH: i64 = 500;
@@ -126,9 +126,11 @@ impl Dispatcher {
 
     async fn sweep_within(&self, deadline: Option<Instant>) -> Result<SweepReport, DispatchError> {
         let mut report = SweepReport::default();
-        match self.runtime.reap().await {
-            Ok(reaped) => report.reaped = reaped.len(),
-            Err(e) => tracing::warn!(error = %e, "reaper: the engine did not answer"),
+        if let Compute::Engine(runtime) = &self.compute {
+            match runtime.reap().await {
+                Ok(reaped) => report.reaped = reaped.len(),
+                Err(e) => tracing::warn!(error = %e, "reaper: the engine did not answer"),
+            }
         }
         let max_attempts = self.state.config.max_attempts;
         let mut to_run = Vec::new();

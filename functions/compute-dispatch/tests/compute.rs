@@ -38,7 +38,7 @@ async fn compute(max_receives: u32) -> Compute {
     });
     let dispatcher = Dispatcher {
         state: ctx.state.clone(),
-        runtime: Arc::new(runtime),
+        compute: compute_dispatch::Compute::Engine(Arc::new(runtime)),
         events: Some(EventsQueue::with_client(
             queues.sqs.clone(),
             &queues.events_url,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use compute_dispatch::{Dispatcher, EventsQueue};
+use compute_dispatch::{Compute, Dispatcher, EventsQueue};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
 use mecapy_shared::sandbox::DockerRuntime;
@@ -89,7 +89,7 @@ async fn setup(
         .expect("engine through the relay");
     let dispatcher = Dispatcher {
         state: ctx.state.clone(),
-        runtime: Arc::new(runtime),
+        compute: Compute::Engine(Arc::new(runtime)),
         events: Some(EventsQueue::with_client(
             queues.sqs.clone(),
             &queues.events_url,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{SANDBOX_CONTAINER, STAGE_IN_CONTAINER, STAGE_OUT_CONTAINER};
@@ -18,7 +18,7 @@ pub const TIMEOUT_REASON: &str = "mecapy: the job reached its wall-clock limit";
 const LIMIT_TOLERANCE: Duration = Duration::from_millis(250);
 
 /// The part of an `ECS Task State Change` event (its `detail`) this reads.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskStateChange {
     pub task_arn: String,
@@ -37,7 +37,7 @@ pub struct TaskStateChange {
     pub containers: Vec<ContainerState>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerState {
     pub name: String,
@@ -65,6 +65,19 @@ pub enum TaskEnd {
 }
 
 impl TaskStateChange {
+    /// The EventBridge event that carries this change, as the task-ends queue delivers it.
+    pub fn to_event(&self) -> serde_json::Value {
+        serde_json::json!({
+            "version": "0",
+            "id": Uuid::new_v4(),
+            "detail-type": "ECS Task State Change",
+            "source": "aws.ecs",
+            "time": Utc::now(),
+            "resources": [self.task_arn],
+            "detail": self,
+        })
+    }
+
     /// Reads the `detail` of an EventBridge event of type `ECS Task State Change`.
     pub fn from_event(event: &serde_json::Value) -> Option<Self> {
         (event["detail-type"] == "ECS Task State Change")

@@ -195,6 +195,26 @@ impl EcsLauncher {
         Err(LaunchError::Refused(reasons.join(", ")))
     }
 
+    /// When the task's containers started (none while it waits for an instance, or is gone).
+    pub async fn started_at(
+        &self,
+        task_arn: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, LaunchError> {
+        let described = self
+            .client
+            .describe_tasks()
+            .cluster(&self.cluster)
+            .tasks(task_arn)
+            .send()
+            .await
+            .map_err(|e| ecs_error("describing the job's task", e))?;
+        Ok(described
+            .tasks()
+            .first()
+            .and_then(|t| t.started_at())
+            .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())))
+    }
+
     /// Stops a task at its job's limit (the fallback to the in-container wall clock); its end
     /// event then says `timeout`.
     pub async fn stop_at_limit(&self, task_arn: &str) -> Result<(), LaunchError> {

@@ -1,0 +1,390 @@
+//! Jobs on ECS through `compute-dispatch`, on the real services: `compute-submit` in-process,
+//! the dispatcher on `Compute::Ecs` against moto (the ECS API), which starts the job's task and
+//! returns; the task run for real on the local Docker engine by `ecs::LocalAgent` with the
+//! overrides moto recorded (stage-in, the job without network, stage-out, against LocalStack
+//! S3); its end handed to the dispatcher as the `ECS Task State Change` event the task-ends
+//! queue delivers, which records the outcome.
+
+use std::time::Duration;
+
+use compute_dispatch::{Compute, Dispatcher, EcsCompute};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::Body;
+use mecapy_shared::jobs::{keys, messages, Manifest};
+use mecapy_shared::sandbox::ecs::{
+    self, EcsLauncher, LocalAgent, TaskRequest, TaskStateChange, LOCAL_STAGER_IMAGE,
+};
+use mecapy_shared::sandbox::{Limits, Restrictions};
+use mecapy_shared::testing::moto::{cluster_with_instance, ecs_call, ecs_client};
+use mecapy_shared::testing::{
+    body_json, json_request, multipart_request, request, storage_at, TestContext,
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const IMAGE: &str = "mecapy-python:bookworm";
+/// Where the task's containers reach LocalStack: the docker bridge's address (services.sh).
+const BRIDGE_S3: &str = "http://172.17.0.1:4566";
+
+struct Ecs {
+    ctx: TestContext,
+    dispatcher: Dispatcher,
+    cluster: String,
+    family: String,
+    task_definition: Value,
+    token: String,
+}
+
+async fn ecs(max_receives: u32, cluster: Option<String>) -> Ecs {
+    let mut ctx = TestContext::with(|c| c.max_receives = max_receives).await;
+    // The stage document's URLs are fetched from the task's containers, on the bridge.
+    ctx.state.storage = storage_at(BRIDGE_S3, &ctx.bucket, &ctx.env).await;
+    let cluster = match cluster {
+        Some(cluster) => cluster,
+        None => cluster_with_instance().await,
+    };
+    let r = Restrictions::of(&Limits::default());
+    let family = format!("mecapy-python-{}", Uuid::new_v4().simple());
+    let task_definition = ecs::task_definition(&r, &family, IMAGE, LOCAL_STAGER_IMAGE);
+    ecs_call("RegisterTaskDefinition", task_definition.clone()).await;
+    let compute = Compute::Ecs(EcsCompute {
+        launcher: EcsLauncher::with_client(ecs_client().await, &cluster),
+        task_definition: family.clone(),
+        start_allowance: Duration::from_secs(60),
+    });
+    let dispatcher = Dispatcher::on(ctx.state.clone(), compute, 4);
+    let token = ctx.token_for("scientist").await;
+    Ecs {
+        ctx,
+        dispatcher,
+        cluster,
+        family,
+        task_definition,
+        token,
+    }
+}
+
+impl Ecs {
+    /// A job reading an uploaded CSV (its code names it `INPUT`); its id.
+    async fn submit(&self, code: &str) -> Uuid {
+        let name = format!("data-{}.csv", Uuid::new_v4().simple());
+        let r = upload::handle(
+            self.ctx.state.clone(),
+            multipart_request(
+                "/files",
+                Some(&self.token),
+                &name,
+                "text/csv",
+                b"x,y\n1,2\n3,4\n",
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let file = body_json(&r)["id"].as_str().unwrap().to_string();
+        let r = compute_submit::handle(
+            self.ctx.state.clone(),
+            json_request(
+                Method::POST,
+                "/compute",
+                Some(&self.token),
+                &json!({"tool": "python", "code": code.replace("INPUT", &name), "input_file_ids": [file]}),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        body_json(&r)["job_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    async fn job(&self, id: Uuid) -> Value {
+        let r = compute_submit::handle(
+            self.ctx.state.clone(),
+            request(
+                Method::GET,
+                &format!("/compute/{id}"),
+                Some(&self.token),
+                Body::Empty,
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        body_json(&r)
+    }
+
+    /// One SQS record of `body`, received `receives` times, handed to the dispatcher: the
+    /// batch item failures.
+    async fn deliver(&self, body: &str, receives: u32) -> Vec<Value> {
+        let batch = json!({"Records": [{
+            "messageId": Uuid::new_v4().to_string(),
+            "body": body,
+            "attributes": {"ApproximateReceiveCount": receives.to_string()},
+            "eventSource": "aws:sqs",
+        }]});
+        let reply = self.dispatcher.handle_event(batch, None).await.unwrap();
+        reply["batchItemFailures"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn manifest(&self, job: Uuid) -> Manifest {
+        let bytes = self
+            .ctx
+            .state
+            .storage
+            .get(&keys::manifest(job), 1 << 20)
+            .await
+            .unwrap()
+            .expect("manifest");
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// The job's task as moto recorded it: exactly one, with its overrides.
+    async fn task_of(&self, job: Uuid) -> Value {
+        let listed = ecs_call(
+            "ListTasks",
+            json!({"cluster": self.cluster, "startedBy": ecs::started_by(job)}),
+        )
+        .await;
+        let arns = listed["taskArns"].as_array().unwrap().clone();
+        assert_eq!(arns.len(), 1, "one task for the job: {listed}");
+        let described = ecs_call(
+            "DescribeTasks",
+            json!({"cluster": self.cluster, "tasks": arns}),
+        )
+        .await;
+        described["tasks"][0].clone()
+    }
+
+    /// Runs the job's task on the local engine from what moto recorded, as an instance's
+    /// agent would: its end, as the task-ends queue delivers it.
+    async fn run_task(&self, job: Uuid) -> TaskStateChange {
+        let task = self.task_of(job).await;
+        assert_eq!(
+            task["taskDefinitionArn"]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .next_back()
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap(),
+            self.family
+        );
+        let overrides = task["overrides"]["containerOverrides"].as_array().unwrap();
+        let of = |name: &str| overrides.iter().find(|o| o["name"] == name).unwrap();
+        let stage_url = of(ecs::STAGE_IN_CONTAINER)["environment"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The overrides the dispatcher sent, rebuilt from the job's manifest: the same.
+        let manifest = self.manifest(job).await;
+        let r = Restrictions::of(&manifest.limits);
+        let env = manifest.env();
+        let request = TaskRequest {
+            job,
+            task_definition: &self.family,
+            restrictions: &r,
+            command: &manifest.command,
+            env: &env,
+            stage_url: &stage_url,
+        };
+        let rebuilt = request.overrides();
+        let sandbox = rebuilt
+            .container_overrides()
+            .iter()
+            .find(|o| o.name() == Some(ecs::SANDBOX_CONTAINER))
+            .unwrap();
+        assert_eq!(
+            of(ecs::SANDBOX_CONTAINER)["command"],
+            json!(sandbox.command())
+        );
+        let docker = bollard::Docker::connect_with_defaults().expect("Docker");
+        docker.inspect_image(IMAGE).await.unwrap_or_else(|e| {
+            panic!("{IMAGE} is missing ({e}): build it with `make images` (make test does)")
+        });
+        docker
+            .inspect_image(LOCAL_STAGER_IMAGE)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{LOCAL_STAGER_IMAGE} is missing ({e}): build it with `make images`")
+            });
+        LocalAgent::new(docker, Some(Limits::default().pids_limit))
+            .run(
+                &self.task_definition,
+                &rebuilt,
+                &ecs::started_by(job),
+                manifest.limits.timeout + Duration::from_secs(10),
+            )
+            .await
+            .expect("the task ran on the local engine")
+    }
+
+    async fn results(&self, job: Uuid) -> Vec<String> {
+        let storage = &self.ctx.state.storage;
+        let listed = storage
+            .client()
+            .list_objects_v2()
+            .bucket(storage.bucket())
+            .prefix(keys::results_prefix(job))
+            .send()
+            .await
+            .unwrap();
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn dispatch_starts_the_task_and_returns_and_its_end_records_the_outcome() {
+    let e = ecs(3, None).await;
+    let code = r#"
+import numpy as np
+data = np.loadtxt("inputs/INPUT", delimiter=",", skiprows=1)
+open("out/mean.txt", "w").write(str(data[:, 1].mean()))
+print("mean", data[:, 1].mean())
+"#;
+    let job = e.submit(code).await;
+    e.dispatcher.run_job(job).await.expect("dispatched");
+    assert_eq!(
+        e.job(job).await["status"],
+        "running",
+        "no Lambda waits on it"
+    );
+    // A second delivery of the same announcement finds the job held: no second task.
+    assert!(e.dispatcher.run_job(job).await.is_err());
+    e.task_of(job).await;
+
+    let change = e.run_task(job).await;
+    let event = change.to_event().to_string();
+    assert!(e.deliver(&event, 1).await.is_empty());
+    let state = e.job(job).await;
+    assert_eq!(state["status"], "succeeded", "{state}");
+    assert_eq!(state["exit_code"], 0, "{state}");
+    let stdout = e
+        .ctx
+        .state
+        .storage
+        .get(&keys::stdout(job), 1 << 20)
+        .await
+        .unwrap()
+        .expect("stdout stored");
+    assert_eq!(String::from_utf8_lossy(&stdout), "mean 3.0\n");
+    let outputs = state["outputs"].to_string();
+    assert!(outputs.contains("mean.txt"), "{state}");
+    assert!(
+        state["image_digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{state}"
+    );
+
+    // The same end delivered twice changes nothing.
+    assert!(e.deliver(&event, 2).await.is_empty());
+    assert_eq!(e.job(job).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_refused_stage_in_or_a_task_that_never_started_is_an_error_with_nothing_stored() {
+    let e = ecs(3, None).await;
+    let job = e.submit("print('never')").await;
+    e.dispatcher.run_job(job).await.expect("dispatched");
+    // The input changes after the job was accepted.
+    let manifest = e.manifest(job).await;
+    e.ctx
+        .state
+        .storage
+        .put(
+            &manifest.inputs[0].key,
+            b"x,y\n9,9\n".to_vec().into(),
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    let change = e.run_task(job).await;
+    assert!(e
+        .deliver(&change.to_event().to_string(), 1)
+        .await
+        .is_empty());
+    let state = e.job(job).await;
+    assert_eq!(state["status"], "error", "{state}");
+    assert!(
+        state["error"]
+            .as_str()
+            .is_some_and(|r| r.contains("changed since the job was submitted")),
+        "{state}"
+    );
+    assert_eq!(e.results(job).await, Vec::<String>::new());
+
+    // A task that never started (say, its image could not be pulled).
+    let job = e.submit("print('never')").await;
+    e.dispatcher.run_job(job).await.expect("dispatched");
+    let mut change = e.run_task(job).await;
+    change.started_at = None;
+    change.stop_code = Some("TaskFailedToStart".into());
+    change.stopped_reason = Some("CannotPullContainerError: access denied".into());
+    assert!(e
+        .deliver(&change.to_event().to_string(), 1)
+        .await
+        .is_empty());
+    let state = e.job(job).await;
+    assert_eq!(state["status"], "error", "{state}");
+    assert!(
+        state["error"]
+            .as_str()
+            .is_some_and(|r| r.contains("never started") && r.contains("CannotPull")),
+        "{state}"
+    );
+    assert_eq!(e.results(job).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn no_capacity_keeps_the_job_queued_then_gives_up_with_the_reason() {
+    // A cluster whose one instance is full.
+    let cluster = cluster_with_instance().await;
+    let filler = ecs(2, Some(cluster.clone())).await;
+    let r = Restrictions::of(&Limits::default());
+    let launcher = EcsLauncher::with_client(ecs_client().await, &cluster);
+    let command = vec!["true".to_string()];
+    for placed in 0.. {
+        assert!(placed < 64, "the instance never filled up");
+        let started = launcher
+            .start(&TaskRequest {
+                job: Uuid::new_v4(),
+                task_definition: &filler.family,
+                restrictions: &r,
+                command: &command,
+                env: &[],
+                stage_url: "http://127.0.0.1:4566/x",
+            })
+            .await;
+        if started.is_err() {
+            break;
+        }
+    }
+    let e = filler;
+    let job = e.submit("print(1)").await;
+    let announce = messages::dispatch(job);
+    assert_eq!(
+        e.deliver(&announce, 1).await.len(),
+        1,
+        "delivered again later"
+    );
+    let state = e.job(job).await;
+    assert_eq!(state["status"], "queued", "{state}");
+    assert_eq!(e.deliver(&announce, 2).await.len(), 1, "the last receive");
+    let state = e.job(job).await;
+    assert_eq!(state["status"], "error", "{state}");
+    assert!(
+        state["error"]
+            .as_str()
+            .is_some_and(|r| r.contains("no capacity") && r.contains("gave up after 2 attempts")),
+        "{state}"
+    );
+}
