@@ -364,8 +364,16 @@ fn output_files(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>, StageError> {
         Ok(())
     }
     let mut found = Vec::new();
-    walk(dir, "", 0, &mut found)?;
+    if is_real_dir(dir) {
+        walk(dir, "", 0, &mut found)?;
+    }
     Ok(found)
+}
+
+/// A directory itself, not a link to one (the job may have replaced `/work/out` or
+/// `/work/.mecapy` by a link into the stager's own file system).
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_dir())
 }
 
 async fn upload(
@@ -410,9 +418,14 @@ pub async fn stage_out(
     let caps = &document.caps;
     let policy = &document.upload;
     let text = "text/plain; charset=utf-8";
-    let (stdout, stdout_truncated) = read_capped(&work.join(STDOUT_FILE), caps.stdout_max_bytes)?;
+    let streams = is_real_dir(&work.join(CONTROL_DIR));
+    let stream = |file: &str, max: u64| match streams {
+        true => read_capped(&work.join(file), max),
+        false => Ok((Vec::new(), false)),
+    };
+    let (stdout, stdout_truncated) = stream(STDOUT_FILE, caps.stdout_max_bytes)?;
     upload(http, policy, keys::STDOUT, text, &stdout).await?;
-    let (stderr, stderr_truncated) = read_capped(&work.join(STDERR_FILE), caps.stderr_max_bytes)?;
+    let (stderr, stderr_truncated) = stream(STDERR_FILE, caps.stderr_max_bytes)?;
     upload(http, policy, keys::STDERR, text, &stderr).await?;
 
     let mut budget = OutputBudget::new(caps.output_max_files, caps.output_max_bytes);
@@ -545,6 +558,15 @@ mod tests {
             read_capped(&dir.join("missing"), 100).unwrap(),
             (vec![], false)
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_outputs_directory_replaced_by_a_link_gives_nothing() {
+        let dir = std::env::temp_dir().join(format!("mecapy-work-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.join("out")).unwrap();
+        assert!(output_files(&dir.join("out")).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
