@@ -223,6 +223,20 @@ impl Ecs {
             .expect("the task ran on the local engine")
     }
 
+    /// Delivers the task's end: the job is `error`, its reason says each of `reasons`, and
+    /// nothing is left under its results.
+    async fn ends_in_error(&self, job: Uuid, change: &TaskStateChange, reasons: &[&str]) {
+        let failures = self.deliver(&change.to_event().to_string(), 1).await;
+        assert!(failures.is_empty(), "{failures:?}");
+        let state = self.job(job).await;
+        assert_eq!(state["status"], "error", "{state}");
+        let reason = state["error"].as_str().unwrap_or_default();
+        for expected in reasons {
+            assert!(reason.contains(expected), "{expected:?} in {state}");
+        }
+        assert_eq!(self.results(job).await, Vec::<String>::new());
+    }
+
     async fn results(&self, job: Uuid) -> Vec<String> {
         let storage = &self.ctx.state.storage;
         let listed = storage
@@ -308,19 +322,8 @@ async fn a_refused_stage_in_or_a_task_that_never_started_is_an_error_with_nothin
         .await
         .unwrap();
     let change = e.run_task(job).await;
-    assert!(e
-        .deliver(&change.to_event().to_string(), 1)
-        .await
-        .is_empty());
-    let state = e.job(job).await;
-    assert_eq!(state["status"], "error", "{state}");
-    assert!(
-        state["error"]
-            .as_str()
-            .is_some_and(|r| r.contains("changed since the job was submitted")),
-        "{state}"
-    );
-    assert_eq!(e.results(job).await, Vec::<String>::new());
+    e.ends_in_error(job, &change, &["changed since the job was submitted"])
+        .await;
 
     // A task that never started (say, its image could not be pulled).
     let job = e.submit("print('never')").await;
@@ -329,19 +332,8 @@ async fn a_refused_stage_in_or_a_task_that_never_started_is_an_error_with_nothin
     change.started_at = None;
     change.stop_code = Some("TaskFailedToStart".into());
     change.stopped_reason = Some("CannotPullContainerError: access denied".into());
-    assert!(e
-        .deliver(&change.to_event().to_string(), 1)
-        .await
-        .is_empty());
-    let state = e.job(job).await;
-    assert_eq!(state["status"], "error", "{state}");
-    assert!(
-        state["error"]
-            .as_str()
-            .is_some_and(|r| r.contains("never started") && r.contains("CannotPull")),
-        "{state}"
-    );
-    assert_eq!(e.results(job).await, Vec::<String>::new());
+    e.ends_in_error(job, &change, &["never started", "CannotPull"])
+        .await;
 }
 
 #[tokio::test]
