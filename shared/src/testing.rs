@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::db;
 use crate::storage::Storage;
 
+pub mod ecs_task;
 pub mod moto;
 use crate::AppState;
 

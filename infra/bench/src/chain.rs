@@ -3,28 +3,21 @@
 //! line), one at a time, interleaved (archive, chain, archive, chain, ...) so that both see the
 //! same noise on this shared machine. The archive path is `DockerRuntime::run` (files in and
 //! outputs back by tar archive through the engine API); the chain is the job's ECS task run by
-//! `ecs::LocalAgent` as in `shared/tests/ecs_chain.rs`: stage document with presigned URLs of
-//! LocalStack S3, then hold, stage-in, job, stage-out. Needs only Docker and LocalStack.
+//! `ecs::LocalAgent` through `testing::ecs_task::LocalEcs`, as `shared/tests/ecs_chain.rs` runs
+//! it: stage document with presigned URLs of LocalStack S3, then hold, stage-in, job, stage-out.
+//! Needs only Docker and LocalStack.
 
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use bytes::Bytes;
-use mecapy_shared::jobs::spec::CODE_PATH;
-use mecapy_shared::jobs::{keys, Input, Manifest, StageDocument};
-use mecapy_shared::sandbox::ecs::{self, LocalAgent, TaskEnd, TaskRequest, LOCAL_STAGER_IMAGE};
-use mecapy_shared::sandbox::{
-    ContainerRuntime, DockerRuntime, Limits, Outcome, Restrictions, RunResult,
-};
-use mecapy_shared::storage::Storage;
-use mecapy_shared::testing::{local_env, storage_at};
+use mecapy_shared::jobs::{keys, Manifest};
+use mecapy_shared::sandbox::ecs::TaskEnd;
+use mecapy_shared::sandbox::{ContainerRuntime, DockerRuntime, Limits, Outcome, RunResult};
+use mecapy_shared::testing::ecs_task::LocalEcs;
 use uuid::Uuid;
 
 use crate::{fmt, percentile};
 
-const IMAGE: &str = "mecapy-python:bookworm";
-/// Where the task's containers reach LocalStack: the docker bridge's address (services.sh).
-const BRIDGE_ADDR: &str = "172.17.0.1";
 const SIZE: usize = 100 * 1024;
 const OUTPUT: &str = "result.bin";
 const JOB: &str = r#"
@@ -37,10 +30,8 @@ const TTL: Duration = Duration::from_secs(300);
 
 struct Bench {
     runtime: DockerRuntime,
-    agent: LocalAgent,
-    /// What the dispatcher uses (loopback) and what the task's URLs point at (the bridge).
-    storage: Storage,
-    task_storage: Storage,
+    /// The job's ECS task on the local engine, and the loopback storage the dispatcher uses.
+    ecs: LocalEcs,
     code: Bytes,
     input: Bytes,
     /// A job's manifest, its code and input stored once (each run gets its own job id).
@@ -65,63 +56,13 @@ async fn setup() -> Bench {
              `infra/services.sh up docker` (make up does)"
         )
     });
-    let docker = Docker::connect_with_defaults().expect("a Docker client");
-    for image in [IMAGE, LOCAL_STAGER_IMAGE] {
-        docker.inspect_image(image).await.unwrap_or_else(|e| {
-            panic!("the Docker engine lacks {image} ({e}): build it with `make images`")
-        });
-    }
-    let env = local_env();
-    let endpoint = &env["AWS_ENDPOINT_URL"];
-    let bucket = &env["UPLOAD_BUCKET"];
-    let task_endpoint = endpoint
-        .replace("127.0.0.1", BRIDGE_ADDR)
-        .replace("localhost", BRIDGE_ADDR);
-    let storage = storage_at(endpoint, bucket, &env).await;
-    let task_storage = storage_at(&task_endpoint, bucket, &env).await;
-    storage
-        .get("bench-chain-probe", 1)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-            "LocalStack S3 (bucket {bucket} at {endpoint}) does not answer ({e}): start it with \
-             `infra/services.sh up localstack` (make up does)"
-        )
-        });
-
+    let ecs = LocalEcs::connect().await;
     let code = Bytes::from_static(JOB.as_bytes());
     let input: Bytes = (0..SIZE).map(|i| (i % 251) as u8).collect();
-    let (job, user) = (Uuid::new_v4(), Uuid::new_v4());
-    let input_key = format!("{user}/data.bin");
-    for (key, body) in [(keys::code(job), &code), (input_key.clone(), &input)] {
-        storage
-            .put(&key, body.clone(), "application/octet-stream")
-            .await
-            .expect("stored in S3");
-    }
-    let manifest = Manifest {
-        job_id: job,
-        user_id: user,
-        tool: "python".into(),
-        image: IMAGE.into(),
-        command: vec!["python3".into(), format!("/work/{CODE_PATH}")],
-        code_sha256: storage.sha256(&keys::code(job)).await.expect("S3"),
-        code_key: keys::code(job),
-        inputs: vec![Input {
-            file_id: Uuid::new_v4(),
-            filename: "data.bin".into(),
-            sha256: storage.sha256(&input_key).await.expect("S3"),
-            key: input_key,
-            size: SIZE as i64,
-            path: "inputs/data.bin".into(),
-        }],
-        limits: Limits::default(),
-    };
+    let manifest = ecs.job(JOB, "data.bin", &input, Limits::default()).await;
     Bench {
         runtime,
-        agent: LocalAgent::new(docker, Some(Limits::default().pids_limit)),
-        storage,
-        task_storage,
+        ecs,
         code,
         input,
         manifest,
@@ -166,7 +107,8 @@ impl Bench {
         let job = Uuid::new_v4();
         let t = Instant::now();
         for key in [&self.manifest.code_key, &self.manifest.inputs[0].key] {
-            self.storage
+            self.ecs
+                .storage
                 .get(key, 1 << 20)
                 .await
                 .expect("S3")
@@ -183,7 +125,8 @@ impl Bench {
                 .map(|(name, data)| (keys::output(job, name), data.clone())),
         );
         for (key, body) in stored {
-            self.storage
+            self.ecs
+                .storage
                 .put(&key, body, "text/plain")
                 .await
                 .expect("S3");
@@ -196,52 +139,13 @@ impl Bench {
         let manifest = self.job();
         let job = manifest.job_id;
         let t = Instant::now();
-        let code_size = self
-            .storage
-            .head(&manifest.code_key)
-            .await
-            .expect("S3")
-            .map_or(0, |code| code.size);
-        let document = StageDocument::for_job(&manifest, code_size, &self.task_storage, TTL)
-            .await
-            .expect("a stage document");
-        let document = serde_json::to_vec(&document).expect("json");
-        self.storage
-            .put(&keys::stage(job), document.into(), "application/json")
-            .await
-            .expect("stage document stored");
-        let stage_url = self
-            .task_storage
-            .presign_get(&keys::stage(job), "stage.json", TTL)
-            .await
-            .expect("presigned stage document");
+        let stage_url = self.ecs.stage(&manifest, TTL).await;
         let staged = t.elapsed();
 
         let t = Instant::now();
-        let limits = &manifest.limits;
-        let r = Restrictions::of(limits);
-        let task = ecs::task_definition(&r, "mecapy-python", IMAGE, LOCAL_STAGER_IMAGE);
-        let env = manifest.env();
-        let request = TaskRequest {
-            job,
-            task_definition: "mecapy-python",
-            restrictions: &r,
-            command: &manifest.command,
-            env: &env,
-            stage_url: &stage_url,
-        };
-        let change = self
-            .agent
-            .run(
-                &task,
-                &request.overrides(),
-                &ecs::started_by(job),
-                limits.timeout + Duration::from_secs(10),
-            )
-            .await
-            .expect("the task ran on the local engine");
+        let change = self.ecs.task(&manifest, &stage_url).await;
         let ran = t.elapsed();
-        let end = change.end(limits.timeout);
+        let end = change.end(manifest.limits.timeout);
         assert!(
             matches!(
                 end,
@@ -252,7 +156,7 @@ impl Bench {
             ),
             "chain: {end:?}"
         );
-        let output = self.storage.head(&keys::output(job, OUTPUT)).await;
+        let output = self.ecs.storage.head(&keys::output(job, OUTPUT)).await;
         assert!(
             matches!(output, Ok(Some(ref o)) if o.size == SIZE as i64),
             "chain: {OUTPUT} of {SIZE} B not stored: {output:?}"
