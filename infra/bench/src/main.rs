@@ -3,9 +3,11 @@
 //! (`SAM_BUILD_MODE=release infra/deploy.sh all`); the Makefile does both first.
 //! `mecapy-bench throughput` measures the burst through the deployed stack alone;
 //! `mecapy-bench chain` the ECS stage-in/stage-out chain against the archive path alone (Docker
-//! and LocalStack only, no stack).
+//! and LocalStack only, no stack); `mecapy-bench ecs-dispatch` the ECS dispatch cost per job
+//! alone (moto, LocalStack, PostgreSQL and the OIDC provider, no stack).
 
 mod chain;
+mod ecs_dispatch;
 mod stack;
 
 use std::path::Path;
@@ -49,6 +51,11 @@ async fn main() {
     if std::env::args().nth(1).as_deref() == Some("chain") {
         header();
         chain::measure().await;
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("ecs-dispatch") {
+        header();
+        ecs_dispatch::measure().await;
         return;
     }
     // The deployed stack is measured too: fail now, not after the in-process figures.
@@ -146,6 +153,7 @@ async fn main() {
 
     compute(&ctx, &token).await;
     chain::measure().await;
+    ecs_dispatch::measure().await;
 
     stack::measure(&stack_env).await;
 }
