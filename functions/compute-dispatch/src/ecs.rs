@@ -8,7 +8,7 @@ use mecapy_shared::db::{self, jobs::Job};
 use mecapy_shared::jobs::stager::StagedReport;
 use mecapy_shared::jobs::{keys, JobStatus, Manifest, StageDocument};
 use mecapy_shared::sandbox::ecs::{
-    EcsLauncher, LaunchError, Launched, TaskEnd, TaskRequest, TaskStateChange,
+    EcsLauncher, LaunchError, TaskEnd, TaskRequest, TaskStateChange,
 };
 use mecapy_shared::sandbox::{Outcome, Restrictions, HOLDER_GRACE};
 use serde_json::json;
@@ -81,9 +81,9 @@ impl Dispatcher {
             .await?;
         let restrictions = Restrictions::of(&manifest.limits);
         let env = manifest.env();
-        let launched = ecs
+        let arn = ecs
             .launcher
-            .start(&TaskRequest {
+            .run(&TaskRequest {
                 job: job.id,
                 task_definition: &ecs.task_definition,
                 restrictions: &restrictions,
@@ -92,9 +92,7 @@ impl Dispatcher {
                 stage_url: &stage_url,
             })
             .await?;
-        if let Launched::Started(arn) = &launched {
-            tracing::info!(job_id = %job.id, task = arn, "the job's task started");
-        }
+        tracing::info!(job_id = %job.id, task = arn, "the job's task started");
         Ok(())
     }
 

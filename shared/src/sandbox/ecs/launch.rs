@@ -152,6 +152,12 @@ impl EcsLauncher {
         if let Some(arn) = self.find(request.job).await? {
             return Ok(Launched::AlreadyRunning(arn));
         }
+        self.run(request).await.map(Launched::Started)
+    }
+
+    /// Starts the job's task without looking for one first (the caller just did, with
+    /// [`Self::find`]): its ARN.
+    pub async fn run(&self, request: &TaskRequest<'_>) -> Result<String, LaunchError> {
         let ran = self
             .client
             .run_task()
@@ -170,7 +176,7 @@ impl EcsLauncher {
             .await
             .map_err(|e| ecs_error("starting the job's task", e))?;
         if let Some(arn) = ran.tasks().first().and_then(|t| t.task_arn()) {
-            return Ok(Launched::Started(arn.to_string()));
+            return Ok(arn.to_string());
         }
         // No task and the failures say why; RESOURCE:* (CPU, MEMORY) and an empty answer both
         // mean no instance has room now.
