@@ -216,3 +216,47 @@ async fn memory_and_time_limits_end_the_job_as_on_docker() {
     );
     assert_eq!(text(&chain, &keys::stdout(slow.job_id)).await, "started\n");
 }
+
+/// A job that replaces its outputs directory and the task's own directory by links into the
+/// file system: stage-out follows neither, and stores nothing of the stager's own files.
+#[tokio::test]
+async fn links_in_place_of_the_task_directories_store_nothing() {
+    let chain = chain().await;
+    let code = r#"
+import os, shutil
+print("replaced")
+shutil.rmtree("/work/out")
+os.symlink("/", "/work/out")
+shutil.rmtree("/work/.mecapy", ignore_errors=True)
+os.symlink("/proc/1", "/work/.mecapy")
+"#;
+    let manifest = chain.job(code, "data.csv", b"a\n", Limits::default()).await;
+    let job = manifest.job_id;
+    let end = chain.run(&manifest, Duration::from_secs(300), None).await;
+    // The marker went with the directory: stage-out refuses rather than store anything.
+    assert!(
+        matches!(&end, TaskEnd::Error(r) if r.contains("never staged")),
+        "{end:?}"
+    );
+    assert_eq!(chain.results(job).await, Vec::<String>::new());
+
+    // The outputs directory alone: the job's streams are stored, no output.
+    let code = "import os, shutil\nprint('replaced')\nshutil.rmtree('/work/out')\nos.symlink('/', '/work/out')\n";
+    let manifest = chain.job(code, "data.csv", b"a\n", Limits::default()).await;
+    let job = manifest.job_id;
+    let end = chain.run(&manifest, Duration::from_secs(300), None).await;
+    assert!(
+        matches!(
+            end,
+            TaskEnd::Ran {
+                outcome: Outcome::Succeeded,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    let report: StagedReport =
+        serde_json::from_str(&text(&chain, &keys::staged(job)).await).expect("a report");
+    assert!(report.outputs.is_empty(), "{report:?}");
+    assert_eq!(text(&chain, &keys::stdout(job)).await, "replaced\n");
+}
