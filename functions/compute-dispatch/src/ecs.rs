@@ -108,11 +108,24 @@ impl Dispatcher {
             tracing::warn!(%job_id, "task end of a job that does not exist; ignored");
             return Ok(());
         };
+        let job = match job.status() {
+            Some(JobStatus::Running) => job,
+            // Requeued by the sweep while its task still ran (its lease ran out first, the task
+            // waiting long for an instance): the task's end is the job's outcome all the same.
+            Some(JobStatus::Queued) if job.attempts > 0 => {
+                let margin = self.lease_margin();
+                let max_attempts = self.state.config.max_attempts;
+                match db::jobs::claim(&**db, job_id, margin, max_attempts).await? {
+                    Some(job) => job,
+                    None => return Ok(()),
+                }
+            }
+            _ => {
+                tracing::info!(%job_id, status = job.status, "task end of a job not running; ignored");
+                return Ok(());
+            }
+        };
         drop(db);
-        if job.status() != Some(JobStatus::Running) {
-            tracing::info!(%job_id, status = job.status, "task end of a job not running; ignored");
-            return Ok(());
-        }
         let Some(end) = change.end(job_timeout(&job)) else {
             return Ok(());
         };

@@ -10,6 +10,7 @@ use std::time::Duration;
 use compute_dispatch::{Compute, Dispatcher, EcsCompute};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
+use mecapy_shared::db;
 use mecapy_shared::jobs::{keys, messages, Manifest};
 use mecapy_shared::sandbox::ecs::{
     self, EcsLauncher, LocalAgent, TaskRequest, TaskStateChange, LOCAL_STAGER_IMAGE,
@@ -302,6 +303,30 @@ print("mean", data[:, 1].mean())
     // The same end delivered twice changes nothing.
     assert!(e.deliver(&event, 2).await.is_empty());
     assert_eq!(e.job(job).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn the_end_of_a_task_whose_job_was_requeued_meanwhile_is_its_outcome() {
+    let e = ecs(3, None).await;
+    let job = e.submit("print('late')").await;
+    e.dispatcher.run_job(job).await.expect("dispatched");
+    let change = e.run_task(job).await;
+    // The task waited so long for an instance that the job's lease ran out: the sweep put it
+    // back in the queue before its task ended.
+    let db = e.ctx.state.db.get().await.unwrap();
+    db::jobs::release(&**db, job, "its lease ran out")
+        .await
+        .unwrap();
+    assert_eq!(e.job(job).await["status"], "queued");
+    assert!(e
+        .deliver(&change.to_event().to_string(), 1)
+        .await
+        .is_empty());
+    let state = e.job(job).await;
+    assert_eq!(state["status"], "succeeded", "{state}");
+    // Its next dispatch finds it finished: no second task.
+    e.dispatcher.run_job(job).await.expect("nothing to do");
+    e.task_of(job).await;
 }
 
 #[tokio::test]
