@@ -63,6 +63,29 @@ pub async fn storage_at(endpoint: &str, bucket: &str, env: &HashMap<String, Stri
     Storage::new(&sdk_config_at(endpoint, env).await, bucket)
 }
 
+/// Creates the queue `name` in LocalStack with `attrs`: its URL (panics naming the queue).
+pub async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attrs: Vec<(aws_sdk_sqs::types::QueueAttributeName, String)>,
+) -> String {
+    let mut req = sqs.create_queue().queue_name(name);
+    for (k, v) in attrs {
+        req = req.attributes(k, v);
+    }
+    req.send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot create queue {name} in LocalStack: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })
+        .queue_url()
+        .expect("queue url")
+        .to_string()
+}
+
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -470,23 +493,7 @@ impl TestContext {
         let sqs = aws_sdk_sqs::Client::new(&shared);
         let create = |name: String, attrs: Vec<(QueueAttributeName, String)>| {
             let sqs = sqs.clone();
-            async move {
-                let mut req = sqs.create_queue().queue_name(&name);
-                for (k, v) in attrs {
-                    req = req.attributes(k, v);
-                }
-                req.send()
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "cannot create queue {name} in LocalStack: {}",
-                            aws_sdk_sqs::error::DisplayErrorContext(e)
-                        )
-                    })
-                    .queue_url()
-                    .expect("queue url")
-                    .to_string()
-            }
+            async move { create_queue(&sqs, &name, attrs).await }
         };
         let base = &self.bucket;
         let dlq_url = create(format!("{base}-dlq"), vec![]).await;

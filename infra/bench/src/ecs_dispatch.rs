@@ -37,7 +37,7 @@ use mecapy_shared::sandbox::{Limits, Restrictions};
 use mecapy_shared::storage::Storage;
 use mecapy_shared::testing::moto::{cluster_with_instance, ecs_call, moto_url, register};
 use mecapy_shared::testing::{
-    json_request, multipart_request, request, sdk_config_at, TestContext,
+    create_queue, json_request, multipart_request, request, sdk_config_at, TestContext,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -240,21 +240,7 @@ pub async fn measure() {
     let ecs_client = aws_sdk_ecs::Client::new(&counted(&moto_url(), &ctx, "ECS", &calls).await);
     let queue = |kind: &str| {
         let (sqs, name) = (sqs.clone(), format!("{}-ecs-{kind}", ctx.bucket));
-        async move {
-            sqs.create_queue()
-                .queue_name(&name)
-                .send()
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot create queue {name} in LocalStack: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(e)
-                    )
-                })
-                .queue_url()
-                .expect("queue url")
-                .to_string()
-        }
+        async move { create_queue(&sqs, &name, vec![]).await }
     };
     let (events_url, compute_url) = (queue("events").await, queue("compute").await);
 
