@@ -850,10 +850,21 @@ ensure_oidc_deps() {
   printf '%s' "$sum" >"$stamp"
 }
 
+# The client's redirect URIs, post-logout redirect URIs and CORS origins: the development
+# defaults (a front end on port 3000) and the web console's (CONSOLE_URL, infra/local.env: the
+# local stack's console bucket website, a deterministic name).
+OIDC_REDIRECT_URIS="http://localhost:3000/auth/callback,http://127.0.0.1:3000/auth/callback${CONSOLE_URL:+,$CONSOLE_URL/}"
+OIDC_POST_LOGOUT_REDIRECT_URIS="http://localhost:3000/,http://127.0.0.1:3000/${CONSOLE_URL:+,$CONSOLE_URL/}"
+OIDC_WEB_ORIGINS="http://localhost:3000,http://127.0.0.1:3000${CONSOLE_URL:+,$CONSOLE_URL}"
+
 up_oidc() {
   step_timer
   if oidc_healthy; then
     say "oidc: already running$(recorded_pid oidc server.js >/dev/null && echo ' (started by services.sh)' || true)"
+    # A provider started before the console existed refuses its redirect URI: say how to restart it.
+    if [[ -n ${CONSOLE_URL:-} && $(curl -sf --max-time 5 "$OIDC_ADMIN_URL/admin/health") != *"\"$CONSOLE_URL/\""* ]]; then
+      warn "oidc: the running provider does not accept the web console's redirect URI $CONSOLE_URL/: restart it with \`$0 down oidc && $0 up oidc\`"
+    fi
     return 0
   fi
   ensure_oidc_deps
@@ -864,7 +875,8 @@ up_oidc() {
   else
     mkdir -p "$RUN_DIR/oidc"
     say "oidc: starting node server.js"
-    start_bg oidc "$logfile" env -C "$OIDC_DIR" node server.js
+    start_bg oidc "$logfile" env -C "$OIDC_DIR" OIDC_REDIRECT_URIS="$OIDC_REDIRECT_URIS" \
+      OIDC_POST_LOGOUT_REDIRECT_URIS="$OIDC_POST_LOGOUT_REDIRECT_URIS" OIDC_WEB_ORIGINS="$OIDC_WEB_ORIGINS" node server.js
     pid=$STARTED_PID
   fi
   local rc=0

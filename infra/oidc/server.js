@@ -11,7 +11,7 @@ import { createLocalJWKSet, jwtVerify } from 'jose';
 
 import MemoryAdapter from './lib/adapter.js';
 import { KeyFile } from './lib/keys.js';
-import { loginPage, messagePage } from './lib/pages.js';
+import { loginPage, logoutPage, messagePage } from './lib/pages.js';
 import { Users } from './lib/users.js';
 
 // ---------------------------------------------------------------- configuration
@@ -35,8 +35,15 @@ const CLIENT_ID = process.env.OIDC_CLIENT_ID || 'mecapy-api';
 const AUDIENCE = process.env.OIDC_AUDIENCE || 'mecapy-api';
 const RESOURCE = 'urn:mecapy:api';
 const RESOURCE_SCOPE = 'openid profile email';
-const REDIRECT_URIS = ['http://localhost:3000/auth/callback', 'http://127.0.0.1:3000/auth/callback'];
-const WEB_ORIGINS = new Set(['http://localhost:3000', 'http://127.0.0.1:3000']);
+// The client's redirect URIs, post-logout redirect URIs and CORS origins: comma-separated lists
+// from the environment (infra/services.sh adds the web console's), each replacing its default.
+function list(name, fallback) {
+  const items = (process.env[name] || '').split(',').map((s) => s.trim()).filter(Boolean);
+  return items.length ? items : fallback;
+}
+const REDIRECT_URIS = list('OIDC_REDIRECT_URIS', ['http://localhost:3000/auth/callback', 'http://127.0.0.1:3000/auth/callback']);
+const POST_LOGOUT_REDIRECT_URIS = list('OIDC_POST_LOGOUT_REDIRECT_URIS', ['http://localhost:3000/', 'http://127.0.0.1:3000/']);
+const WEB_ORIGINS = new Set(list('OIDC_WEB_ORIGINS', ['http://localhost:3000', 'http://127.0.0.1:3000']));
 const ACCESS_TOKEN_TTL = 300;
 
 const KC = '/protocol/openid-connect';
@@ -86,7 +93,7 @@ function providerConfiguration() {
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       redirect_uris: REDIRECT_URIS,
-      post_logout_redirect_uris: ['http://localhost:3000/', 'http://127.0.0.1:3000/'],
+      post_logout_redirect_uris: POST_LOGOUT_REDIRECT_URIS,
       id_token_signed_response_alg: 'RS256',
     }],
     routes: {
@@ -114,7 +121,12 @@ function providerConfiguration() {
       devInteractions: { enabled: false },
       encryption: { enabled: true }, // lets the JWKS carry an RSA "use": "enc" key
       revocation: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        // The project's own pages: oidc-provider's defaults load a web font from the internet.
+        logoutSource: (ctx, form) => { ctx.type = 'html'; ctx.body = logoutPage(form); },
+        postLogoutSuccessSource: (ctx) => { ctx.type = 'html'; ctx.body = messagePage('Logged out', 'You are logged out.'); },
+      },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => RESOURCE,
@@ -132,6 +144,10 @@ function providerConfiguration() {
       },
     },
     clientBasedCORS: (ctx, origin) => WEB_ORIGINS.has(origin),
+    renderError: (ctx, out) => {
+      ctx.type = 'html';
+      ctx.body = messagePage('Error', `${out.error}${out.error_description ? `: ${out.error_description}` : ''}`);
+    },
     findAccount: (ctx, sub) => {
       const user = users.find(sub);
       if (!user) return undefined;
@@ -386,7 +402,14 @@ function signJwt(claims, extraHeader) {
 async function handleAdmin(req, res) {
   const { pathname } = new URL(req.url, 'http://placeholder');
   if (pathname === '/admin/health' && (req.method === 'GET' || req.method === 'HEAD')) {
-    send(res, 200, { status: 'ok', issuer: ISSUER, kid: current.kid });
+    send(res, 200, {
+      status: 'ok',
+      issuer: ISSUER,
+      kid: current.kid,
+      redirect_uris: REDIRECT_URIS,
+      post_logout_redirect_uris: POST_LOGOUT_REDIRECT_URIS,
+      web_origins: [...WEB_ORIGINS],
+    });
     return;
   }
   if (pathname === '/admin/rotate' && req.method === 'POST') {

@@ -61,3 +61,16 @@ ${errorBlock}<form id="kc-form-login" action="${escapeHtml(action)}" method="pos
 export function messagePage(title, message) {
   return layout(title, `<h1>${escapeHtml(title)}</h1>\n<p id="kc-error-message">${escapeHtml(message)}</p>`);
 }
+
+// RP-initiated logout confirmation, like Keycloak's ("Do you want to log out?"). `form` is
+// oidc-provider's hidden form#op.logoutForm (its xsrf token); the button submits it with
+// logout=yes. Our own page: oidc-provider's default one loads a web font from the internet.
+export function logoutPage(form) {
+  return layout('Logging out', `<h1>Logging out</h1>
+<p>Do you want to log out?</p>
+${form}
+<div class="actions">
+<button id="kc-logout" type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Logout</button>
+<button id="kc-stay" type="submit" form="op.logoutForm">Stay signed in</button>
+</div>`);
+}
