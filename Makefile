@@ -12,7 +12,7 @@ export PATH := $(MECAPY_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
 WATCH_PORT ?= 9000
 API ?= http://127.0.0.1:$(WATCH_PORT)/lambda-url
 
-.PHONY: help up down status services images lambda-runtime migrate deploy demo serve test lint unit bench clean-test-dbs build release
+.PHONY: help up down status services images lambda-runtime migrate deploy demo serve test lint unit bench clean-test-dbs build release openapi contract
 
 help:
 	@echo "make up      install and start every service, build, deploy the stack to LocalStack, run the demo"
@@ -67,6 +67,15 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	infra/deploy.sh lint
+	infra/contract/contract.sh lint
+
+# The API's OpenAPI document, derived from the code (a test fails when the committed one differs).
+openapi:
+	cargo run --quiet -p mecapy-shared --bin openapi > openapi.yaml
+
+# schemathesis against the deployed stack's API Gateway, over every operation of openapi.yaml.
+contract:
+	infra/contract/contract.sh test
 
 # Test databases are named mecapy_test_<uuid>; drop the ones earlier runs left behind.
 clean-test-dbs:
@@ -77,7 +86,7 @@ test: services images lint clean-test-dbs deploy
 	cargo test --workspace --all-features -- --test-threads 8
 
 release:
-	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch
+	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch -p api-docs
 
 # The stack is measured as AWS runs it: release builds of the functions (sam build takes minutes
 # more than the debug build `make deploy` makes; `make deploy` or `make test` puts debug back).

@@ -13,11 +13,13 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::api::Problem;
 use crate::app::AppState;
 use crate::auth::AuthError;
 use crate::config::Config;
 use crate::db::DbError;
 use crate::storage::{FilenameError, StorageError};
+use crate::validation::Finding;
 
 pub const VENDOR_JSON: &str = "application/vnd.mecapy.v1+json";
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -51,7 +53,7 @@ pub enum ApiError {
     #[error("{detail}")]
     Unprocessable {
         detail: String,
-        findings: serde_json::Value,
+        findings: Vec<Finding>,
     },
     /// A backing service is down; `service` is shown, `cause` only logged.
     #[error("{service} unavailable: {cause}")]
@@ -130,25 +132,25 @@ impl ApiError {
         if status.is_server_error() {
             tracing::error!(request_id, error = %self, "request failed");
         }
-        let mut body = serde_json::json!({
-            "type": format!("urn:mecapy:problem:{}", self.slug()),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": self.public_detail(),
-            "instance": instance,
-            "request_id": request_id,
-        });
-        match &self {
-            ApiError::BadRequest {
-                field: Some(field), ..
-            } => body["field"] = field.clone().into(),
-            ApiError::Unprocessable { findings, .. } => body["findings"] = findings.clone(),
-            _ => {}
-        }
+        let (field, findings) = match &self {
+            ApiError::BadRequest { field, .. } => (field.clone(), None),
+            ApiError::Unprocessable { findings, .. } => (None, Some(findings.clone())),
+            _ => (None, None),
+        };
+        let body = Problem {
+            type_: format!("urn:mecapy:problem:{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: self.public_detail(),
+            instance: instance.to_string(),
+            request_id: request_id.to_string(),
+            field,
+            findings,
+        };
         let mut response = Response::builder()
             .status(status)
             .header(header::CONTENT_TYPE, PROBLEM_JSON)
-            .body(Body::from(body.to_string()))
+            .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
             .unwrap_or_default();
         let headers = response.headers_mut();
         match &self {
@@ -427,19 +429,6 @@ pub fn pagination(req: &Request) -> Result<(i64, i64), ApiError> {
     ))
 }
 
-/// A page of `items` (read with `limit + 1` rows) and the link to the next one.
-pub fn page<T: Serialize>(
-    path: &str,
-    mut items: Vec<T>,
-    limit: i64,
-    offset: i64,
-) -> serde_json::Value {
-    let more = items.len() as i64 > limit;
-    items.truncate(limit as usize);
-    let next = more.then(|| format!("{path}?limit={limit}&offset={}", offset + limit));
-    serde_json::json!({ "items": items, "next": next })
-}
-
 /// The path segments after the first `root` segment (`/prod/files/x` with root `files` → `["x"]`),
 /// so routing works behind any stage or base path.
 pub fn route<'a>(path: &'a str, root: &str) -> Option<Vec<&'a str>> {
@@ -504,8 +493,37 @@ fn preflight(config: &Config, headers: &HeaderMap, request_id: &str, path: &str)
 /// included), security headers, problem+json errors and the seed's request log line.
 pub async fn serve<F, Fut>(
     state: AppState,
+    req: Request,
+    service: &'static str,
+    handler: F,
+) -> Result<Response<Body>, Infallible>
+where
+    F: FnOnce(AppState, Request) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    serve_as(state, req, service, true, handler).await
+}
+
+/// [`serve`] for a route that answers a representation of its own (a page, a document): no
+/// content negotiation, its media type kept.
+pub async fn serve_document<F, Fut>(
+    state: AppState,
+    req: Request,
+    service: &'static str,
+    handler: F,
+) -> Result<Response<Body>, Infallible>
+where
+    F: FnOnce(AppState, Request) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    serve_as(state, req, service, false, handler).await
+}
+
+async fn serve_as<F, Fut>(
+    state: AppState,
     mut req: Request,
     service: &'static str,
+    negotiated_json: bool,
     handler: F,
 ) -> Result<Response<Body>, Infallible>
 where
@@ -522,7 +540,11 @@ where
     let endpoint = req.uri().path().to_string();
     let headers = req.headers().clone();
 
-    let negotiated = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let negotiated = if negotiated_json {
+        negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+    } else {
+        Ok(false)
+    };
     let vendor = matches!(negotiated, Ok(true));
     let mut response = match negotiated {
         Err(e) => e.into_response(&meta.request_id, &endpoint),
@@ -541,6 +563,10 @@ where
         out.insert(header::CONTENT_TYPE, HeaderValue::from_static(VENDOR_JSON));
     }
     for (name, value) in SECURITY_HEADERS {
+        // A page the handler serves may set its own content security policy (the docs page).
+        if *name == "content-security-policy" && out.contains_key(*name) {
+            continue;
+        }
         out.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),

@@ -1,6 +1,7 @@
 //! Everything the MecaPy functions share: configuration, the HTTP edge, authentication, storage,
 //! the database and telemetry. Functions are thin recipes over this crate.
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;

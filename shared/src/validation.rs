@@ -114,7 +114,7 @@ const STACK_PER_CODE_BYTE: usize = 512;
 const LISTED_MODULES: usize = 12;
 
 /// One reason the code is refused.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     /// 1-based line of the offending node.
     pub line: u32,

@@ -6,30 +6,12 @@ use std::convert::Infallible;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use mecapy_shared::api::{CallbackRequest, CallbackResponse};
 use mecapy_shared::auth::state::{self as login_state, StateError};
 use mecapy_shared::auth::{pkce, AuthError};
-use mecapy_shared::db::{self, users::User, DbError};
+use mecapy_shared::db::{self, DbError};
 use mecapy_shared::http::{self, ApiError};
 use mecapy_shared::AppState;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallbackRequest {
-    pub code: String,
-    pub code_verifier: String,
-    pub state: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct CallbackResponse {
-    pub access_token: String,
-    pub token_type: String,
-    pub expires_in: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    pub user: User,
-}
 
 pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
     http::serve(state, req, "callback", callback).await

@@ -6,13 +6,14 @@ use std::convert::Infallible;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use mecapy_shared::api::{JobLinks, JobView, OutputLink, Page, SubmitAccepted};
 use mecapy_shared::db::{self, jobs::Job, jobs::NewJob, DbError};
 use mecapy_shared::http::{self, ApiError};
 use mecapy_shared::jobs::spec::{self, CodeSource};
 use mecapy_shared::jobs::{keys, JobStatus, Manifest, SubmitRequest};
 use mecapy_shared::validation::{self, Policy};
 use mecapy_shared::AppState;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -85,7 +86,7 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
                 findings.len(),
                 if findings.len() == 1 { "" } else { "s" }
             ),
-            findings: json!(findings),
+            findings,
         });
     }
 
@@ -127,7 +128,11 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
     tracing::info!(job_id = %job.id, tool = %tool.name, "job accepted");
     Ok(http::json(
         StatusCode::ACCEPTED,
-        &json!({"job_id": job.id, "status": job.status, "links": links(job.id)}),
+        &SubmitAccepted {
+            job_id: job.id,
+            links: JobLinks::of(job.id),
+            status: job.status,
+        },
     ))
 }
 
@@ -156,10 +161,6 @@ async fn write_job_files(
     Ok(())
 }
 
-fn links(id: Uuid) -> Value {
-    json!({"self": format!("/compute/{id}")})
-}
-
 /// `GET /compute/{id}`: status, timings, exit code, and presigned links to the results.
 async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
@@ -170,25 +171,25 @@ async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, 
     Ok(http::json(StatusCode::OK, &view(&state, job).await?))
 }
 
-async fn view(state: &AppState, job: Job) -> Result<Value, ApiError> {
-    let mut links = links(job.id);
+async fn view(state: &AppState, job: Job) -> Result<JobView, ApiError> {
+    let mut links = JobLinks::of(job.id);
     let ran = matches!(
         job.status(),
         Some(JobStatus::Succeeded | JobStatus::Failed | JobStatus::Timeout | JobStatus::Oom)
     );
     if ran {
         let ttl = state.config.presign_ttl;
-        links["stdout"] = json!(
+        links.stdout = Some(
             state
                 .storage
                 .presign_get(&keys::stdout(job.id), "stdout.txt", ttl)
-                .await?
+                .await?,
         );
-        links["stderr"] = json!(
+        links.stderr = Some(
             state
                 .storage
                 .presign_get(&keys::stderr(job.id), "stderr.txt", ttl)
-                .await?
+                .await?,
         );
         let mut outputs = Vec::new();
         for output in job.outputs.as_array().into_iter().flatten() {
@@ -200,13 +201,15 @@ async fn view(state: &AppState, job: Job) -> Result<Value, ApiError> {
                 .storage
                 .presign_get(&keys::output(job.id, name), file, ttl)
                 .await?;
-            outputs.push(json!({"name": name, "size": output["size"], "url": url}));
+            outputs.push(OutputLink {
+                name: name.to_string(),
+                size: output["size"].as_i64().unwrap_or(0),
+                url,
+            });
         }
-        links["outputs"] = json!(outputs);
+        links.outputs = Some(outputs);
     }
-    let mut body = json!(job);
-    body["links"] = links;
-    Ok(body)
+    Ok(JobView { job, links })
 }
 
 /// `GET /compute?limit=&offset=`: the caller's jobs, newest first.
@@ -217,7 +220,7 @@ async fn list(state: AppState, req: Request) -> Result<Response<Body>, ApiError>
     let jobs = db::jobs::list(&**db, user.id, limit + 1, offset).await?;
     Ok(http::json(
         StatusCode::OK,
-        &http::page("/compute", jobs, limit, offset),
+        &Page::of("/compute", jobs, limit, offset),
     ))
 }
 

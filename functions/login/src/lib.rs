@@ -5,30 +5,13 @@ use std::convert::Infallible;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use mecapy_shared::api::{LoginRequest, LoginResponse};
 use mecapy_shared::auth::{pkce, state as login_state};
 use mecapy_shared::http::{self, ApiError};
 use mecapy_shared::AppState;
-use serde::{Deserialize, Serialize};
 
 /// Scopes asked of the provider: the profile feeds the user row.
 pub const SCOPES: &str = "openid profile email";
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    /// Where the provider sends the browser back; must be in `ALLOWED_REDIRECT_URIS`.
-    pub redirect_uri: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LoginResponse {
-    pub authorization_url: String,
-    pub code_verifier: String,
-    pub state: String,
-    pub redirect_uri: String,
-    /// Seconds before `state` expires and the login must start again.
-    pub expires_in: u64,
-}
 
 pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
     http::serve(state, req, "login", login).await

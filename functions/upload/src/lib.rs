@@ -9,34 +9,17 @@ use std::convert::Infallible;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use mecapy_shared::api::{
+    FileView, Page, PresignRequest, PresignResponse, PresignedUpload, UploadHeaders,
+};
 use mecapy_shared::db::{self, files::FileRow, files::Stored, DbError};
 use mecapy_shared::http::{self, ApiError};
 use mecapy_shared::storage::{self, FileName};
 use mecapy_shared::AppState;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use multipart::valid_content_type;
-
-/// A file as the API shows it, with a download URL once it is available.
-#[derive(Debug, Serialize)]
-pub struct FileView {
-    #[serde(flatten)]
-    pub file: FileRow,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub download_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub download_expires_in: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PresignRequest {
-    pub filename: String,
-    pub content_type: Option<String>,
-    pub size: Option<u64>,
-}
 
 pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
     http::serve(state, req, "upload", route).await
@@ -154,19 +137,19 @@ async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiErr
             return Err(e.into());
         }
     };
-    let id = reserved.id;
+    let complete_url = format!("/files/{}/complete", reserved.id);
     Ok(http::json(
         StatusCode::CREATED,
-        &serde_json::json!({
-            "file": reserved,
-            "upload": {
-                "url": url,
-                "method": "PUT",
-                "headers": {"Content-Type": content_type},
-                "expires_in": ttl.as_secs(),
+        &PresignResponse {
+            file: reserved,
+            upload: PresignedUpload {
+                url,
+                method: "PUT".into(),
+                headers: UploadHeaders { content_type },
+                expires_in: ttl.as_secs(),
             },
-            "complete_url": format!("/files/{id}/complete"),
-        }),
+            complete_url,
+        },
     ))
 }
 
@@ -227,7 +210,7 @@ async fn list(state: AppState, req: Request) -> Result<Response<Body>, ApiError>
     let rows = db::files::list(&**db, user.id, limit + 1, offset).await?;
     Ok(http::json(
         StatusCode::OK,
-        &http::page("/files", rows, limit, offset),
+        &Page::of("/files", rows, limit, offset),
     ))
 }
 

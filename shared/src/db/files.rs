@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use super::DbError;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A stored file (`pending` while its upload is under way, then `available`).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = File)]
 pub struct FileRow {
     pub id: Uuid,
     #[serde(skip)]
@@ -16,9 +18,12 @@ pub struct FileRow {
     #[serde(skip)]
     pub s3_key: String,
     pub content_type: String,
+    /// Its size in bytes, once stored.
     pub size_bytes: Option<i64>,
     pub sha256: Option<String>,
     pub etag: Option<String>,
+    /// `pending` (reserved, not uploaded yet) or `available`.
+    #[schema(pattern = "^(pending|available)$")]
     pub status: String,
     #[serde(skip)]
     pub upload_id: Uuid,

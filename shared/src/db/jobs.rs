@@ -10,18 +10,27 @@ use uuid::Uuid;
 use super::DbError;
 use crate::jobs::JobStatus;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A computation and what became of it.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Job {
     pub id: Uuid,
     #[serde(skip)]
     pub user_id: Uuid,
     pub tool: String,
+    #[schema(value_type = crate::jobs::JobStatus)]
     pub status: String,
+    /// The image it runs in, and the digest of the one it ran in.
     pub image: String,
     pub image_digest: Option<String>,
+    /// The limits it runs under.
+    #[schema(value_type = crate::sandbox::Limits)]
     pub limits: Value,
+    /// Its command line arguments.
+    #[schema(value_type = Vec<String>)]
     pub args: Value,
     pub code_sha256: Option<String>,
+    /// Its input files, each with the sha256 it was checked against.
+    #[schema(value_type = Vec<crate::jobs::Input>)]
     pub inputs: Value,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
@@ -29,6 +38,8 @@ pub struct Job {
     pub duration_ms: Option<i64>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    /// The files it wrote under `/work/out` (within the output caps).
+    #[schema(value_type = Vec<crate::api::JobOutput>)]
     pub outputs: Value,
     pub outputs_truncated: bool,
     pub created_at: DateTime<Utc>,

@@ -8,9 +8,11 @@ use uuid::Uuid;
 use super::DbError;
 use crate::auth::Claims;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A user, as the identity provider knows it.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
+    /// The identity provider's subject (`sub`).
     #[serde(rename = "subject")]
     pub keycloak_sub: String,
     pub email: Option<String>,

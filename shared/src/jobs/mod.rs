@@ -15,7 +15,8 @@ pub mod stager;
 pub use spec::{Input, Manifest, SubmitRequest};
 pub use stage::StageDocument;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a job is: `queued` and `running` change, the others are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,

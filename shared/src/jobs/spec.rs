@@ -23,18 +23,23 @@ pub const INPUTS_DIR: &str = "inputs";
 /// The label carrying the job's id on everything a runtime creates for it.
 pub const JOB_LABEL: &str = "org.mecapy.job-id";
 
-/// `POST /compute`: what a user asks for.
-#[derive(Debug, Clone, Deserialize)]
+/// `POST /compute`: what a user asks for. Exactly one of `code` and `file_id`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    /// The tool that runs the code (`python`).
     pub tool: String,
     /// The Python source, or…
     pub code: Option<String>,
     /// …one of the caller's files holding it.
     pub file_id: Option<Uuid>,
+    /// The caller's files the job reads, under `/work/inputs/{filename}`.
     #[serde(default)]
+    #[schema(max_items = 32)]
     pub input_file_ids: Vec<Uuid>,
+    /// Arguments after `python3 /work/main.py` (each at most 4096 bytes, without NUL).
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub args: Vec<String>,
 }
 
@@ -124,7 +129,7 @@ pub fn image_for(tool: &Tool, compute_image: Option<&str>) -> String {
 }
 
 /// One input as the manifest and the job record name it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Input {
     pub file_id: Uuid,
     pub filename: String,

@@ -38,7 +38,7 @@ pub const SANDBOX_LABEL: &str = "org.mecapy.sandbox";
 ///
 /// Serialized as stored with the job (the timeout as `timeout_seconds`); missing fields take
 /// their default when deserializing, so older records stay readable.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Limits {
     /// Memory limit in MiB; swap is set equal, so there is no extra swap.
@@ -47,6 +47,7 @@ pub struct Limits {
     pub cpus: f64,
     /// Wall-clock limit from start to exit; the container is killed when it is reached.
     #[serde(rename = "timeout_seconds", with = "timeout_seconds")]
+    #[schema(value_type = u64)]
     pub timeout: Duration,
     /// Maximum number of processes and threads in the container.
     pub pids_limit: i64,
