@@ -6,7 +6,8 @@
 #   infra/deploy.sh build     sam build --config-env localstack   (debug build, x86_64)
 #   infra/deploy.sh deploy    samlocal deploy --config-env localstack, then write .run/stack.env
 #   infra/deploy.sh outputs   (re)write .run/stack.env from the deployed stack and print it
-#   infra/deploy.sh all       tools, build, deploy
+#   infra/deploy.sh console   build the web console (web/) and upload it with its config.json
+#   infra/deploy.sh all       tools, build (functions and console), deploy (stack, then console)
 #
 # The same commands a user runs by hand (README), with the tools from $MECAPY_HOME on PATH.
 # SAM_BUILD_MODE=release builds optimised binaries instead (slower; what AWS gets).
@@ -101,6 +102,92 @@ build() {
   say "sam build --config-env $CONFIG_ENV (${SAM_BUILD_MODE:-release} build, log $log)"
   sam build --config-env "$CONFIG_ENV" >"$log" 2>&1 || fail "sam build failed" "$log"
   say "built in $((SECONDS - start)) s: $(du -sh .aws-sam/build | cut -f1) in .aws-sam/build"
+  console_build
+}
+
+# ---------------------------------------------------------------- the web console (web/)
+WEB_DIR=$REPO_DIR/web
+
+# npm ci when node_modules is missing or was installed from another package-lock.json (the same
+# stamp as infra/browser.sh), then vite build into web/dist.
+console_build() {
+  command -v npm >/dev/null || fail "node and npm are missing: run \`make services\` (infra/services.sh installs them)"
+  mkdir -p "$LOG_DIR"
+  local log=$LOG_DIR/console-build.log stamp=$WEB_DIR/node_modules/.mecapy-lock-sha256 sum start=$SECONDS
+  : >"$log"
+  sum=$(sha256sum "$WEB_DIR/package-lock.json" | cut -d' ' -f1)
+  if [[ ! -f $stamp || $(cat "$stamp") != "$sum" ]]; then
+    say "console: npm ci in web/ (log $log)"
+    (cd "$WEB_DIR" && npm ci --no-audit --no-fund --loglevel=error) >>"$log" 2>&1 || fail "npm ci failed in web/" "$log"
+    printf '%s' "$sum" >"$stamp"
+  fi
+  (cd "$WEB_DIR" && npm run build) >>"$log" 2>&1 || fail "the web console's build failed" "$log"
+  say "console: built in $((SECONDS - start)) s: $(du -sh "$WEB_DIR/dist" | cut -f1) in web/dist"
+}
+
+# LocalStack 4.9.2 does not apply CloudFormation updates of an existing bucket (its S3 bucket
+# provider has no update), so an upload bucket created before the console lacks its origin in
+# CORS: add it to the CORS rules as template.yaml declares them (AWS applies the template itself).
+upload_bucket_cors() { # CONSOLE_ORIGIN
+  local bucket rules
+  bucket=$(sed -n 's/^STACK_BUCKET=//p' "$STACK_ENV")
+  rules=$(aws --endpoint-url "$AWS_ENDPOINT_URL" s3api get-bucket-cors --bucket "$bucket" --output json 2>/dev/null) || return 0
+  rules=$(RULES=$rules python3 - "$1" <<'PY'
+import json, os, sys
+origin, rules = sys.argv[1], json.loads(os.environ["RULES"])
+changed = False
+for rule in rules["CORSRules"]:
+    if origin not in rule["AllowedOrigins"]:
+        rule["AllowedOrigins"].append(origin)
+        changed = True
+print(json.dumps({"CORSRules": rules["CORSRules"]}) if changed else "")
+PY
+  )
+  [[ -n $rules ]] || return 0
+  say "console: adding $1 to the CORS rules of s3://$bucket (LocalStack does not update existing buckets)"
+  aws --endpoint-url "$AWS_ENDPOINT_URL" s3api put-bucket-cors --bucket "$bucket" --cors-configuration "$rules" ||
+    fail "could not update the CORS rules of s3://$bucket"
+}
+
+# web/dist and a config.json naming this stack's API, issuer, client and redirect URI, synced
+# to the console bucket (content types from the file names; no-cache: a redeploy shows at once).
+console_upload() {
+  tools >/dev/null
+  [[ -f $WEB_DIR/dist/index.html ]] || console_build
+  local json
+  json=$(aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation describe-stacks --stack-name "$STACK_NAME" \
+    --query 'Stacks[0]' --output json) || fail "stack $STACK_NAME not found: run \`make deploy\`"
+  local staging=$RUN_DIR/console-site bucket url
+  rm -rf "$staging"
+  cp -r "$WEB_DIR/dist" "$staging"
+  { read -r bucket; read -r url; } < <(STACK=$json python3 - "$AWS_ENDPOINT_URL" "$staging/config.json" <<'PY'
+import json, os, sys
+endpoint, target = sys.argv[1].rstrip("/"), sys.argv[2]
+stack = json.loads(os.environ["STACK"])
+out = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+params = {p["ParameterKey"]: p.get("ResolvedValue", p.get("ParameterValue")) for p in stack.get("Parameters", [])}
+if "ConsoleBucketName" not in out:
+    sys.exit("the stack has no ConsoleBucketName output (template.yaml's ConsoleBucket)")
+config = {
+    "api_url": f"{endpoint}/restapis/{out['ApiId']}/{out['Stage']}/_user_request_",
+    "issuer": params["OidcIssuer"].rstrip("/"),
+    "client_id": params.get("OidcClientId") or "mecapy-api",
+    "redirect_uri": out["ConsoleUrl"].rstrip("/") + "/",
+}
+with open(target, "w") as f:
+    json.dump(config, f, indent=2)
+    f.write("\n")
+print(out["ConsoleBucketName"])
+print(out["ConsoleUrl"].rstrip("/"))
+PY
+  ) || fail "could not write the console's config.json from stack $STACK_NAME"
+  [[ -z ${CONSOLE_URL:-} || $url == "$CONSOLE_URL" ]] ||
+    say "WARNING: the console is at $url but infra/local.env's CONSOLE_URL (the OIDC provider's redirect URI) is $CONSOLE_URL"
+  [[ $CONFIG_ENV == localstack ]] && upload_bucket_cors "$url"
+  aws --endpoint-url "$AWS_ENDPOINT_URL" s3 sync "$staging" "s3://$bucket/" --delete --cache-control no-cache \
+    --only-show-errors >"$LOG_DIR/console-upload.log" 2>&1 ||
+    fail "could not upload the console to s3://$bucket" "$LOG_DIR/console-upload.log"
+  say "console: $url/ (bucket $bucket, $(find "$staging" -type f | wc -l) files)"
 }
 
 stack_status() {
@@ -119,6 +206,14 @@ deploy() {
   if [[ $status == ROLLBACK_COMPLETE || $status == *FAILED ]]; then
     say "stack $STACK_NAME is $status: deleting it before deploying again"
     aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation delete-stack --stack-name "$STACK_NAME"
+    aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation wait stack-delete-complete --stack-name "$STACK_NAME" || true
+  fi
+  # A REST API whose routes changed cannot be updated by LocalStack (see api_matches_template):
+  # delete the stack first, while it is whole, and create it again.
+  if [[ $CONFIG_ENV == localstack && ( $status == *COMPLETE ) && $status != DELETE_COMPLETE ]] && ! api_matches_template; then
+    say "stack $STACK_NAME: its API lacks routes of template.yaml, which LocalStack cannot add to a REST API: deleting the stack to create it again (files and jobs stay)"
+    aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation delete-stack --stack-name "$STACK_NAME" ||
+      fail "could not delete stack $STACK_NAME: restart LocalStack (\`infra/services.sh down localstack && make deploy\`)"
     aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation wait stack-delete-complete --stack-name "$STACK_NAME" || true
   fi
   # On top of samconfig's list (SAM replaces the whole list when --parameter-overrides is given,
@@ -150,9 +245,32 @@ print("\n".join(tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["deploy"
   status=$(stack_status)
   [[ $status == CREATE_COMPLETE || $status == UPDATE_COMPLETE ]] ||
     fail "stack $STACK_NAME is $status after the deployment" "$log"
+  [[ $CONFIG_ENV != localstack ]] || api_matches_template ||
+    fail "the API of stack $STACK_NAME lacks its stage or routes of template.yaml (LocalStack cannot update a REST API): restart LocalStack (\`infra/services.sh down localstack && make deploy\`; the stack is created again)" "$log"
   outputs >/dev/null
   wait_functions_active
+  console_upload
   say "deployed in $((SECONDS - start)) s: $status"
+}
+
+# LocalStack 4.9.2 cannot update a REST API (AWS::ApiGateway::RestApi and ::Stage updates are
+# not implemented): after a route change the stack updates "successfully" with the old routes,
+# and the stage, left on the replaced deployment, is deleted with it. So when the deployed API
+# lacks its stage or a route of the template, the stack is deleted and created again (the
+# uploads bucket is retained, PostgreSQL is outside: files and jobs stay). AWS updates in place.
+api_matches_template() {
+  local api stage routes path
+  api=$(aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation describe-stacks --stack-name "$STACK_NAME" \
+    --query "Stacks[0].Outputs[?OutputKey=='ApiId'].OutputValue" --output text)
+  stage=$(aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation describe-stacks --stack-name "$STACK_NAME" \
+    --query "Stacks[0].Outputs[?OutputKey=='Stage'].OutputValue" --output text)
+  aws --endpoint-url "$AWS_ENDPOINT_URL" apigateway get-stage --rest-api-id "$api" --stage-name "$stage" \
+    >/dev/null 2>&1 || return 1
+  routes=$(aws --endpoint-url "$AWS_ENDPOINT_URL" apigateway get-resources --rest-api-id "$api" \
+    --query 'items[].path' --output text)
+  for path in $(grep -oP 'RestApiId: !Ref Api, Path: "?\K[^",]+' template.yaml); do
+    [[ " ${routes//$'\t'/ } " == *" $path "* ]] || return 1
+  done
 }
 
 # Functions become Active once their runtime reported ready; wait for it (and say which failed).
@@ -193,6 +311,9 @@ values = {
     "COMPUTE_DLQ_URL": out["ComputeDeadLetterQueueUrl"],
     "EVENTS_QUEUE_URL": out["EventsQueueUrl"],
     "DISPATCH_FUNCTION": out["ComputeDispatchFunctionName"],
+    # The web console: its bucket's website (a browser maps *.localstack.cloud to 127.0.0.1).
+    "CONSOLE_URL": out.get("ConsoleUrl", "").rstrip("/"),
+    "CONSOLE_BUCKET": out.get("ConsoleBucketName", ""),
 }
 for k, v in values.items():
     print(f"{k}={v}")
@@ -207,13 +328,18 @@ lint) lint ;;
 build) build ;;
 deploy) deploy ;;
 outputs) outputs ;;
+console)
+  localstack_up
+  console_build
+  console_upload
+  ;;
 all)
   tools
   build
   deploy
   ;;
 *)
-  echo "usage: $0 tools|lint|build|deploy|outputs|all" >&2
+  echo "usage: $0 tools|lint|build|deploy|outputs|console|all" >&2
   exit 2
   ;;
 esac

@@ -8,6 +8,8 @@ if [[ -z $api && -f $stack_env ]]; then
   api=$(sed -n 's/^API_URL=//p' "$stack_env")
 fi
 api=${api:-http://127.0.0.1:9000/lambda-url}
+console=""
+[[ -f $stack_env ]] && console=$(sed -n 's/^CONSOLE_URL=//p' "$stack_env")
 if [[ $api == */lambda-url ]]; then
   where="cargo lambda watch (make serve): each function under its own name"
   login=$api/login/auth/login files=$api/upload/files compute=$api/compute-submit/compute
@@ -37,3 +39,11 @@ curl -s -H "Authorization: Bearer \$TOKEN" $compute/JOB_ID
 $note
 Redeploy after a code change: make deploy.   The demo again: make demo.   Stop everything: make down
 TXT
+if [[ -n $console && $api != */lambda-url ]]; then
+  cat <<TXT
+
+Web console: $console/   (log in as alice / alice-password)
+  *.localstack.cloud does not resolve offline: open it in a browser that maps it to 127.0.0.1, e.g.
+  chromium --host-resolver-rules="MAP *.localstack.cloud 127.0.0.1" $console/
+TXT
+fi
