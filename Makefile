@@ -12,7 +12,7 @@ export PATH := $(MECAPY_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
 WATCH_PORT ?= 9000
 API ?= http://127.0.0.1:$(WATCH_PORT)/lambda-url
 
-.PHONY: help up down status services images lambda-runtime migrate deploy demo serve test lint unit bench clean-test-dbs build release openapi contract
+.PHONY: help up down status services images lambda-runtime migrate deploy demo serve test lint unit bench clean-test-dbs build release openapi contract browser-test
 
 help:
 	@echo "make up      install and start every service, build, deploy the stack to LocalStack, run the demo"
@@ -20,6 +20,7 @@ help:
 	@echo "make demo    the demo journey alone, against the running stack"
 	@echo "make deploy  sam build + samlocal deploy (after a code change: updates the stack in place)"
 	@echo "make bench   deploy release builds, then binary and zip sizes, latencies and throughput"
+	@echo "make browser-test  the web console in chromium through the deployed stack"
 	@echo "make serve   the functions under cargo lambda watch instead (no LocalStack deployment)"
 	@echo "make down    stop everything make up started"
 
@@ -84,6 +85,11 @@ clean-test-dbs:
 
 test: services images lint clean-test-dbs deploy
 	cargo test --workspace --all-features -- --test-threads 8
+	@$(MAKE) --no-print-directory browser-test
+
+# The web console in Debian's chromium (playwright-core) through the deployed stack (.run/stack.env).
+browser-test:
+	infra/browser.sh test
 
 release:
 	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch -p api-docs
