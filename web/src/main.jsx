@@ -8,6 +8,7 @@ import { Problem } from './ui/Problem.jsx';
 
 applyTheme();
 const root = document.getElementById('app');
+root.textContent = ''; // the boot message
 loadConfig()
   .then((config) => render(<App config={config} />, root))
   .catch((problem) => render(<main class="center"><Problem error={problem} /></main>, root));

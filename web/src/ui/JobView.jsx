@@ -42,6 +42,9 @@ function CsvOutput({ output, theme }) {
   );
 }
 
+// The job's paths are relative to its working directory, /work.
+const workPath = (p) => (p.startsWith('/') ? p : `/work/${p}`);
+
 const when = (t) => (t ? new Date(t).toLocaleString() : '–');
 
 function Facts({ job }) {
@@ -72,7 +75,7 @@ function Facts({ job }) {
             {(job.inputs || []).length === 0 ? '–' : (
               <ul class="inputs">
                 {job.inputs.map((i) => (
-                  <li key={i.file_id}><code>{i.path || i.filename}</code> {formatBytes(i.size)} <span class="mono">sha256 {i.sha256}</span></li>
+                  <li key={i.file_id}><code>{workPath(i.path || `inputs/${i.filename}`)}</code> {formatBytes(i.size)} <span class="mono">sha256 {i.sha256}</span></li>
                 ))}
               </ul>
             )}
