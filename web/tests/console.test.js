@@ -5,7 +5,7 @@
 // logout. Screenshots: .run/console-result-light.png and -dark.png.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
@@ -61,6 +61,7 @@ const hasSession = () => page.evaluate(() => sessionStorage.getItem('mecapy.sess
 before(async () => {
   stack = await checkServices();
   mkdirSync(RUN_DIR, { recursive: true });
+  rmSync(path.join(RUN_DIR, 'console-failure.png'), { force: true });
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
   // A new context: a fresh profile (no cookies, no storage); light theme to start with.
   const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, colorScheme: 'light', acceptDownloads: true });
