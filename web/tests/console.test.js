@@ -14,7 +14,13 @@ import { allowedHost, checkServices, CHROMIUM, RUN_DIR } from './stack.js';
 const ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--host-resolver-rules=MAP *.localstack.cloud 127.0.0.1',
+  // *.localstack.cloud is LocalStack on 127.0.0.1; every other name fails in the browser itself, so
+  // it never asks a DNS server (left alone, chromium looks up autofill, account and update hosts).
+  '--host-resolver-rules=MAP *.localstack.cloud 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE 172.17.0.1, EXCLUDE localhost',
+  '--no-proxy-server',
+  '--disable-features=AutofillServerCommunication,OptimizationHints,MediaRouter',
+  // CHROMIUM_NET_LOG=FILE records every host the browser itself tried (DNS, sockets) as a net log.
+  ...(process.env.CHROMIUM_NET_LOG ? [`--log-net-log=${process.env.CHROMIUM_NET_LOG}`] : []),
 ];
 
 const stamp = `${Date.now().toString(36)}`;
