@@ -256,6 +256,17 @@ step('logout ends the console session and the provider\'s: the next login shows 
   await providerForm();
 });
 
+step('a token the API refuses (401) sends the user back to log in, the problem shown', async () => {
+  await page.goto(`${stack.env.CONSOLE_URL}/`);
+  await page.evaluate(() => sessionStorage.setItem('mecapy.session', JSON.stringify({
+    access_token: 'not-a-token', token_type: 'Bearer', expires_at: Date.now() + 600_000, user: { name: 'Mallory' },
+  })));
+  await page.reload();
+  await page.locator('#login').waitFor();
+  assert.match(await page.locator('.banner [data-testid=problem]').innerText(), /Please log in again/);
+  assert.equal(await hasSession(), false);
+});
+
 step('the browser reached only loopback, the docker bridge and *.localstack.cloud', async () => {
   assert.deepEqual(offHost, []);
 });
