@@ -84,7 +84,7 @@ test_contract() {
     cd "$HERE"
     export PYTHONPATH=$HERE SCHEMATHESIS_HOOKS=hooks CONTRACT_API_URL=$API_URL
     export CONTRACT_LOGIN=$REPO_DIR/infra/dev-login.py CONTRACT_USER=carol CONTRACT_PASSWORD=carol-password
-    "$VENV/bin/schemathesis" run "$REPO_DIR/openapi.yaml" --config-file "$HERE/schemathesis.toml" \
+    "$VENV/bin/schemathesis" --config-file "$HERE/schemathesis.toml" run "$REPO_DIR/openapi.yaml" \
       --url "$API_URL" --report junit,ndjson --report-dir "$report"
   ) 2>&1 | tee "$report/output.txt" || status=$?
   say "schemathesis finished in $((SECONDS - start)) s with exit code $status"

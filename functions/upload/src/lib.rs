@@ -39,9 +39,9 @@ async fn route(state: AppState, req: Request) -> Result<Response<Body>, ApiError
         (&Method::GET, []) => list(state, req).await,
         (&Method::POST, ["presign"]) => presign(state, req).await,
         (&Method::POST, [id, "complete"]) => complete(state, req, parse_id(id)?).await,
+        (_, ["presign"]) | (_, [_, "complete"]) => Err(not_allowed("POST, OPTIONS")),
         (&Method::GET, [id]) => get(state, req, parse_id(id)?).await,
         (_, []) => Err(not_allowed("GET, POST, OPTIONS")),
-        (_, ["presign"]) | (_, [_, "complete"]) => Err(not_allowed("POST, OPTIONS")),
         (_, [_]) => Err(not_allowed("GET, OPTIONS")),
         _ => Err(ApiError::NotFound(format!("no route for {path}"))),
     }

@@ -41,11 +41,14 @@ pub struct LoginResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackRequest {
-    /// The authorization code from the redirect (at most 4096 characters).
+    /// The authorization code from the redirect.
+    #[schema(min_length = 1, max_length = 4096)]
     pub code: String,
-    /// The `code_verifier` of `POST /auth/login`: 43 to 128 characters of `A-Z a-z 0-9 - . _ ~`.
+    /// The `code_verifier` of `POST /auth/login`.
+    #[schema(pattern = "^[A-Za-z0-9._~-]{43,128}$")]
     pub code_verifier: String,
     /// The `state` of `POST /auth/login`, as the redirect carried it.
+    #[schema(min_length = 1)]
     pub state: String,
 }
 
@@ -89,8 +92,10 @@ pub struct UploadForm {
 #[serde(deny_unknown_fields)]
 pub struct PresignRequest {
     /// The file's name (the rules of `POST /files` apply).
+    #[schema(min_length = 1, max_length = 255)]
     pub filename: String,
     /// Its media type (`type/subtype`); `application/octet-stream` when omitted.
+    #[schema(max_length = 255)]
     pub content_type: Option<String>,
     /// Its size in bytes, if known: refused early when over the presigned limit.
     pub size: Option<u64>,

@@ -28,6 +28,7 @@ pub const JOB_LABEL: &str = "org.mecapy.job-id";
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The tool that runs the code (`python`).
+    #[schema(min_length = 1)]
     pub tool: String,
     /// The Python source, or…
     pub code: Option<String>,
