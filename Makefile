@@ -85,6 +85,7 @@ clean-test-dbs:
 
 test: services images lint clean-test-dbs deploy
 	cargo test --workspace --all-features -- --test-threads 8
+	@$(MAKE) --no-print-directory contract
 	@$(MAKE) --no-print-directory browser-test
 
 # The web console in Debian's chromium (playwright-core) through the deployed stack (.run/stack.env).
