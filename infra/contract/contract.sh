@@ -75,6 +75,14 @@ test_contract() {
   . "$stack_env"
   curl -s -o /dev/null --max-time 10 "$API_URL/openapi.json" ||
     fail "the stack's API does not answer at $API_URL: run \`make deploy\` (LocalStack: \`make services\`)"
+  # One real job of carol's, so the job operations reach their logic, not only 404s.
+  local token job
+  token=$("$REPO_DIR/infra/dev-login.py" -t "$API_URL" carol carol-password) ||
+    fail "carol could not log in through $API_URL (the OIDC provider: \`make services\`)"
+  job=$(curl -sf --max-time 30 -X POST "$API_URL/compute" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d '{"tool": "python", "code": "print(6 * 7)"}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["job_id"])') ||
+    fail "POST /compute of the contract's job was refused"
   local report=$RUN_DIR/contract
   rm -rf "$report"
   mkdir -p "$report"
@@ -82,7 +90,7 @@ test_contract() {
   local start=$SECONDS status=0
   (
     cd "$HERE"
-    export PYTHONPATH=$HERE SCHEMATHESIS_HOOKS=hooks CONTRACT_API_URL=$API_URL
+    export PYTHONPATH=$HERE SCHEMATHESIS_HOOKS=hooks CONTRACT_API_URL=$API_URL CONTRACT_JOB_ID=$job
     export CONTRACT_LOGIN=$REPO_DIR/infra/dev-login.py CONTRACT_USER=carol CONTRACT_PASSWORD=carol-password
     "$VENV/bin/schemathesis" --config-file "$HERE/schemathesis.toml" run "$REPO_DIR/openapi.yaml" \
       --url "$API_URL" --report junit,ndjson --report-dir "$report"

@@ -56,6 +56,8 @@ struct Operation {
     /// The problem+json statuses it can answer (401 is added for `auth`, 406 and 503 to all
     /// but the documentation's own routes).
     errors: &'static [u16],
+    /// Operations its success leads to, each given the `id` its answer holds at this pointer.
+    links: &'static [(&'static str, &'static str)],
 }
 
 #[derive(Clone, Copy)]
@@ -111,6 +113,7 @@ const OPERATIONS: &[Operation] = &[
         },
         success: Success::Json(200, "LoginResponse", "The login to follow"),
         errors: &[400, 405, 413, 415],
+        links: &[],
     },
     Operation {
         method: "post",
@@ -129,6 +132,7 @@ const OPERATIONS: &[Operation] = &[
         },
         success: Success::Json(200, "CallbackResponse", "The access token and its user"),
         errors: &[400, 401, 405, 413, 415],
+        links: &[],
     },
     Operation {
         method: "post",
@@ -145,6 +149,7 @@ const OPERATIONS: &[Operation] = &[
         body: Body::Multipart("UploadForm"),
         success: Success::Json(201, "FileView", "The stored file"),
         errors: &[400, 405, 409, 413, 415],
+        links: &[("getFile", "/id")],
     },
     Operation {
         method: "get",
@@ -158,6 +163,7 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Json(200, "Page_File", "A page of files"),
         errors: &[400, 405],
+        links: &[],
     },
     Operation {
         method: "post",
@@ -176,6 +182,7 @@ const OPERATIONS: &[Operation] = &[
         },
         success: Success::Json(201, "PresignResponse", "The reservation and its upload URL"),
         errors: &[400, 405, 409, 413, 415],
+        links: &[("completeUpload", "/file/id"), ("getFile", "/file/id")],
     },
     Operation {
         method: "post",
@@ -190,6 +197,7 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Json(200, "FileView", "The available file"),
         errors: &[404, 405, 409, 413],
+        links: &[("getFile", "/id")],
     },
     Operation {
         method: "get",
@@ -204,6 +212,7 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Json(200, "FileView", "The file"),
         errors: &[404, 405],
+        links: &[],
     },
     Operation {
         method: "post",
@@ -225,6 +234,7 @@ const OPERATIONS: &[Operation] = &[
         },
         success: Success::Json(202, "SubmitAccepted", "The job, queued"),
         errors: &[400, 404, 405, 413, 415, 422],
+        links: &[("getJob", "/job_id"), ("cancelJob", "/job_id")],
     },
     Operation {
         method: "get",
@@ -238,6 +248,7 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Json(200, "Page_Job", "A page of jobs"),
         errors: &[400, 405],
+        links: &[],
     },
     Operation {
         method: "get",
@@ -253,6 +264,7 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Json(200, "JobView", "The job"),
         errors: &[404, 405],
+        links: &[],
     },
     Operation {
         method: "delete",
@@ -266,6 +278,7 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Json(200, "JobView", "The cancelled job"),
         errors: &[404, 405, 409],
+        links: &[],
     },
     Operation {
         method: "get",
@@ -279,6 +292,7 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Document,
         errors: &[405],
+        links: &[],
     },
     Operation {
         method: "get",
@@ -292,6 +306,7 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Html("The documentation page"),
         errors: &[405],
+        links: &[],
     },
 ];
 
@@ -369,14 +384,14 @@ fn parameter(param: Param) -> Value {
         Param::Offset => json!({
             "name": "offset", "in": "query", "required": false,
             "description": "Items to skip",
-            "schema": { "type": "integer", "minimum": 0, "default": 0 },
+            "schema": { "type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0 },
         }),
     }
 }
 
 fn operation(op: &Operation) -> Value {
     let mut responses = Map::new();
-    let (status, ok) = match op.success {
+    let (status, mut ok) = match op.success {
         Success::Json(status, schema, description) => (
             status,
             json!({ "description": description, "content": json_content(schema) }),
@@ -396,6 +411,20 @@ fn operation(op: &Operation) -> Value {
             }),
         ),
     };
+    if !op.links.is_empty() {
+        let links: Map<String, Value> = op
+            .links
+            .iter()
+            .map(|(target, pointer)| {
+                let value = json!({
+                    "operationId": target,
+                    "parameters": { "id": format!("$response.body#{pointer}") },
+                });
+                (target.to_string(), value)
+            })
+            .collect();
+        ok["links"] = Value::Object(links);
+    }
     responses.insert(status.to_string(), ok);
     let api_route = !matches!(op.success, Success::Document | Success::Html(_));
     let mut errors: Vec<u16> = op.errors.to_vec();
@@ -559,6 +588,15 @@ mod tests {
         for piece in text.split("\"$ref\":\"#/").skip(1) {
             let pointer = format!("/{}", piece.split('"').next().unwrap());
             assert!(doc.pointer(&pointer).is_some(), "{pointer} is not defined");
+        }
+    }
+
+    #[test]
+    fn links_lead_to_operations_of_the_document() {
+        for op in OPERATIONS {
+            for (target, _) in op.links {
+                assert!(OPERATIONS.iter().any(|o| o.id == *target), "{} -> {target}", op.id);
+            }
         }
     }
 
