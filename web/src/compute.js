@@ -17,8 +17,8 @@ export function getJob(id) {
   return request('GET', `/compute/${encodeURIComponent(id)}`);
 }
 
-export function listJobs() {
-  return request('GET', '/compute');
+export function listJobs({ limit = 10, offset = 0 } = {}) {
+  return request('GET', `/compute?limit=${limit}&offset=${offset}`);
 }
 
 export function cancelJob(id) {

@@ -97,6 +97,7 @@ step('a wrong password is refused by the provider; Cancel comes back with the er
   const problem = page.getByTestId('problem');
   await problem.waitFor();
   assert.match(await problem.innerText(), /Login cancelled[\s\S]*access_denied/);
+  await page.screenshot({ path: path.join(RUN_DIR, 'console-login-cancelled.png') });
   assert.equal(await hasSession(), false);
   await page.locator('#login').waitFor();
 });

@@ -28,7 +28,7 @@ export function ComputePanel({ files, theme }) {
   const [jobs, setJobs] = useState([]);
   const stop = useRef(() => {});
 
-  const refreshJobs = () => listJobs().then((page) => setJobs(page.items || [])).catch(setProblem);
+  const refreshJobs = () => listJobs({ limit: 10 }).then((page) => setJobs(page.items || [])).catch(setProblem);
   useEffect(() => { refreshJobs(); return () => stop.current(); }, []);
 
   const follow = (id) => {
@@ -85,8 +85,9 @@ export function ComputePanel({ files, theme }) {
         </label>
         {!codeFile && <CodeEditor value={code} onChange={(v) => { setCode(v); if (findings.length) setFindings([]); }} findings={findings} />}
         <fieldset class="inputs-pick">
-          <legend>Input files <small>(/work/inputs/&lt;name&gt;)</small></legend>
+          <legend>Input files <small>(the files listed on the left; the job reads /work/inputs/&lt;name&gt;)</small></legend>
           {available.length === 0 && <span class="muted">Upload files to use them as inputs.</span>}
+          {inputs.length > 0 && <span class="muted">{inputs.length} selected</span>}
           {available.map((f) => (
             <label key={f.id} class="check">
               <input type="checkbox" data-filename={f.filename} checked={inputs.includes(f.id)} onChange={() => toggleInput(f.id)} />

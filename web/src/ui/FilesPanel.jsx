@@ -2,15 +2,22 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { formatBytes, getFile, listFiles, uploadFile } from '../files.js';
 import { Problem } from './Problem.jsx';
 
+const PAGE = 10;
+
 export function FilesPanel({ files, setFiles }) {
   const [problem, setProblem] = useState(null);
   const [uploads, setUploads] = useState([]);
   const [dragging, setDragging] = useState(false);
   const [download, setDownload] = useState(null);
+  const [offset, setOffset] = useState(0);
+  const [more, setMore] = useState(false);
   const picker = useRef();
 
-  const refresh = () => listFiles({ limit: 100 }).then((page) => setFiles(page.items || [])).catch(setProblem);
-  useEffect(() => { refresh(); }, []);
+  // One page of files, newest first; the compute panel offers them as inputs.
+  const refresh = (at = offset) => listFiles({ limit: PAGE, offset: at })
+    .then((page) => { setFiles(page.items || []); setMore(Boolean(page.next)); setOffset(at); })
+    .catch(setProblem);
+  useEffect(() => { refresh(0); }, []);
 
   const track = (name, patch) => setUploads((list) => list.map((u) => (u.name === name ? { ...u, ...patch } : u)));
 
@@ -26,7 +33,7 @@ export function FilesPanel({ files, setFiles }) {
         setProblem(e);
       }
     }
-    refresh();
+    refresh(0);
   };
 
   const onDrop = (e) => {
@@ -84,6 +91,13 @@ export function FilesPanel({ files, setFiles }) {
           {!files.length && <tr><td colSpan="4" class="muted">No files yet.</td></tr>}
         </tbody>
       </table>
+      {(offset > 0 || more) && (
+        <div class="pager">
+          <button type="button" class="link" disabled={offset === 0} onClick={() => refresh(Math.max(0, offset - PAGE))}>newer</button>
+          <span class="muted">{offset + 1}–{offset + files.length}</span>
+          <button type="button" class="link" disabled={!more} onClick={() => refresh(offset + PAGE)}>older</button>
+        </div>
+      )}
       {download && (
         <p class="muted" data-testid="download">
           <a href={download.download_url} download={download.filename}>{download.filename}</a>
