@@ -56,6 +56,7 @@ pub fn deployed_binaries(root: &Path) -> Vec<(&'static str, std::path::PathBuf)>
         ("upload", "UploadFunction"),
         ("compute-submit", "ComputeSubmitFunction"),
         ("compute-dispatch", "ComputeDispatchFunction"),
+        ("api-docs", "ApiDocsFunction"),
     ]
     .into_iter()
     .map(|(name, id)| (name, root.join(".aws-sam/build").join(id).join("bootstrap")))
