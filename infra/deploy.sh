@@ -160,16 +160,18 @@ console_upload() {
   local staging=$RUN_DIR/console-site bucket url
   rm -rf "$staging"
   cp -r "$WEB_DIR/dist" "$staging"
-  { read -r bucket; read -r url; } < <(STACK=$json python3 - "$AWS_ENDPOINT_URL" "$staging/config.json" <<'PY'
+  { read -r bucket; read -r url; } < <(STACK=$json python3 - "$AWS_ENDPOINT_URL" "$staging/config.json" "$CONFIG_ENV" <<'PY'
 import json, os, sys
-endpoint, target = sys.argv[1].rstrip("/"), sys.argv[2]
+endpoint, target, env = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
 stack = json.loads(os.environ["STACK"])
 out = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 params = {p["ParameterKey"]: p.get("ResolvedValue", p.get("ParameterValue")) for p in stack.get("Parameters", [])}
 if "ConsoleBucketName" not in out:
     sys.exit("the stack has no ConsoleBucketName output (template.yaml's ConsoleBucket)")
 config = {
-    "api_url": f"{endpoint}/restapis/{out['ApiId']}/{out['Stage']}/_user_request_",
+    # LocalStack's path-style URL of the stage; on AWS the stage's execute-api URL.
+    "api_url": f"{endpoint}/restapis/{out['ApiId']}/{out['Stage']}/_user_request_"
+    if env == "localstack" else out["ApiUrl"],
     "issuer": params["OidcIssuer"].rstrip("/"),
     "client_id": params.get("OidcClientId") or "mecapy-api",
     "redirect_uri": out["ConsoleUrl"].rstrip("/") + "/",
