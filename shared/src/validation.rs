@@ -31,8 +31,8 @@
 //! computed at run time reach only what `str.format` can read (`"{0._os}".format(random)`
 //! gives text, not the object), and names computed at run time are not seen (dict keys of
 //! `dataclasses.make_dataclass(namespace=...)`, a metaclass's `__prepare__` mapping); numpy's memory-unsafe corners (object arrays over raw memory through a
-//! dtype computed at run time) remain reachable; only numpy 1.24, scipy 1.10 and the Python
-//! 3.11 standard library of the compute image were surveyed.
+//! dtype computed at run time) remain reachable; only numpy 1.24, scipy 1.10, matplotlib 3.6.3
+//! and the Python 3.11 standard library of the compute image were surveyed.
 //!
 //! Python folds identifiers with NFKC (`ｅval` is `eval`); identifiers are folded to ASCII for the
 //! usual compatibility characters (full-width, mathematical letters, ligatures, long s) first.
@@ -1296,5 +1296,131 @@ t = type(3)
         assert_eq!(findings, vec![at(1, 1004, "syntax-error")]);
         let sum = format!("x = {}1\n", "1 + ".repeat(500));
         assert_eq!(check(&sum), vec![]);
+    }
+
+    fn with_matplotlib() -> Policy {
+        let mut policy = Policy::default_python();
+        policy.allowed_imports.push("matplotlib".to_string());
+        policy
+    }
+
+    #[test]
+    fn a_normal_matplotlib_plot_script_is_allowed() {
+        let code = r#"
+import json
+import numpy as np
+import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib import cm, colors
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.path import Path
+from matplotlib.patches import PathPatch
+
+data = np.loadtxt("inputs/data.csv", delimiter=",", skiprows=1)
+x, y = data[:, 0], data[:, 1]
+slope, intercept = np.polyfit(x, y, 1)
+plt.style.use("ggplot")
+matplotlib.rcParams["font.size"] = 9
+fig, (ax, bx) = plt.subplots(1, 2, figsize=(8, 3))
+ax.scatter(x, y, label="measured")
+ax.plot(x, slope * x + intercept, "r-", label=f"fit {slope:.2f}")
+ax.set_title("tensile test")
+ax.set_xlabel("force [kN]")
+ax.legend()
+image = bx.imshow(np.outer(x, y), cmap=cm.viridis, norm=colors.Normalize())
+fig.colorbar(image, ax=bx)
+bx.add_patch(PathPatch(Path([(0, 0), (1, 1)]), fill=False))
+plt.setp(ax.get_xticklabels(), rotation=45)
+fig.tight_layout()
+fig.savefig("/work/out/plot.png", dpi=100)
+plt.figure()
+plt.hist(np.random.default_rng(1).normal(size=100), bins=10)
+plt.title("histogram")
+plt.savefig("/work/out/hist.png")
+with PdfPages("/work/out/plots.pdf") as pdf:
+    pdf.savefig(fig)
+plt.close("all")
+print(json.dumps({"slope": float(slope)}))
+"#;
+        assert_eq!(check_with(code, &with_matplotlib()), vec![]);
+        // The default list (a tool without one of its own) does not have matplotlib.
+        assert_eq!(
+            check("import matplotlib.pyplot as plt\n"),
+            vec![at(1, 8, "import-not-allowed")]
+        );
+    }
+
+    #[test]
+    fn matplotlib_imports_by_name_and_movie_writers_are_refused() {
+        let code = r#"import matplotlib.pyplot as plt
+import matplotlib
+plt.switch_backend("module://main")
+from matplotlib.backend_bases import register_backend
+import matplotlib.animation
+from matplotlib.animation import FFMpegWriter
+matplotlib.sphinxext.plot_directive
+import matplotlib.testing
+"#;
+        let expected = vec![
+            at(3, 5, "forbidden-attribute"),
+            at(4, 38, "forbidden-attribute"),
+            at(5, 19, "forbidden-attribute"),
+            at(6, 17, "forbidden-attribute"),
+            at(7, 12, "forbidden-attribute"),
+            at(8, 19, "forbidden-attribute"),
+        ];
+        assert_eq!(check_with(code, &with_matplotlib()), expected);
+    }
+
+    #[test]
+    fn matplotlib_paths_to_pillow_logging_frames_and_annotations_are_refused() {
+        let code = r#"import matplotlib
+from matplotlib import image, colors, cbook, artist
+v = image.PIL.ImageShow.Viewer
+c = colors.Image.open("x.png")
+l = matplotlib.logging.config
+f = cbook.traceback.walk_stack(None)
+s = artist.Signature.from_callable(g, eval_str=True)
+m = matplotlib.testing.widgets.mock
+"#;
+        let expected = vec![
+            at(3, 11, "forbidden-attribute"),
+            at(3, 15, "forbidden-attribute"),
+            at(4, 12, "forbidden-attribute"),
+            at(5, 16, "forbidden-attribute"),
+            at(6, 11, "forbidden-attribute"),
+            at(7, 12, "forbidden-attribute"),
+            at(7, 22, "forbidden-attribute"),
+            at(8, 16, "forbidden-attribute"),
+            at(8, 32, "forbidden-attribute"),
+        ];
+        assert_eq!(check_with(code, &with_matplotlib()), expected);
+        // What matplotlib re-exports from the refused modules is refused as before.
+        let code = "import matplotlib\nmatplotlib.os.system('id')\nmatplotlib.subprocess\nimport matplotlib.pyplot as plt\nplt.importlib\n";
+        let expected = vec![
+            at(2, 12, "forbidden-attribute"),
+            at(2, 15, "forbidden-attribute"),
+            at(3, 12, "forbidden-attribute"),
+            at(5, 5, "forbidden-attribute"),
+        ];
+        assert_eq!(check_with(code, &with_matplotlib()), expected);
+    }
+
+    #[test]
+    fn the_python_tools_migration_lists_the_default_modules_and_matplotlib() {
+        let sql = include_str!("../../migrations/0007_matplotlib.sql");
+        let start = sql.find("ARRAY[").expect("an ARRAY[...] list") + "ARRAY[".len();
+        let end = start + sql[start..].find(']').expect("the list's end");
+        let listed: Vec<String> = sql[start..end]
+            .split(',')
+            .map(|m| m.trim().trim_matches('\'').to_string())
+            .collect();
+        let mut expected: Vec<String> = DEFAULT_ALLOWED_IMPORTS
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        expected.push("matplotlib".to_string());
+        assert_eq!(listed, expected);
+        assert_eq!(Policy::from_allowed(&listed).allowed_imports, expected);
     }
 }

@@ -1,7 +1,8 @@
 //! The names the validator refuses, with why. Found by walking every public attribute (modules
 //! and classes, six levels deep) of every allowed module and of every public submodule of numpy
-//! 1.24 and scipy 1.10 in the compute image `mecapy-python:bookworm` (Python 3.11), and by
-//! reading their sources for `pickle`, `exec`, `eval` and imports by name.
+//! 1.24, scipy 1.10 and matplotlib 3.6.3 in the compute image `mecapy-python:bookworm` (Python
+//! 3.11), and by reading their sources for `pickle`, `exec`, `eval`, `subprocess` and imports by
+//! name.
 //!
 //! The validator cannot know the type of an object, so these are names, refused on any object:
 //! `x.sys` is refused whatever `x` is.
@@ -28,6 +29,23 @@ pub const FORBIDDEN_ATTRIBUTES: &[&str] = &[
     // `LowLevelCallable` calls a native function pointer.
     "ctypeslib", "compat", "testing", "distutils", "f2py", "setuptools", "load_library",
     "npy_load_module", "lookfor", "NpzFile", "as_strided", "DummyArray", "LowLevelCallable",
+    // matplotlib 3.6 (the python tool allows it): `switch_backend` and `register_backend`
+    // import a module named by a string (`module://name`: a .py file the job wrote; the image
+    // refuses `module://` too, which also covers `matplotlib.use`, a name `style.use` shares);
+    // `animation`'s movie writers run the program `rcParams["animation.ffmpeg_path"]` names
+    // (`/bin/sh` runs a script the job wrote); `sphinxext` (`plot_directive` exec()s code
+    // strings); `PIL`, `Image` (Pillow as `matplotlib.image.PIL`, `matplotlib.colors.Image`:
+    // its `ImageShow` viewers run shell commands, `ImageMath.eval` evaluates strings);
+    // `logging` (`matplotlib.logging`: `logging.config.dictConfig` calls callables named by
+    // strings, `fileConfig` evaluates a file's text); `traceback` (`cbook.traceback.walk_stack`
+    // hands out frames); `unittest` and `mock` (`mock.patch.dict("os.environ")` resolves any
+    // dotted name); `Signature` and `from_callable` (`inspect.Signature` as
+    // `matplotlib.artist.Signature`: `eval_str=True` evaluates string annotations). Left
+    // allowed: `Path` (`matplotlib.Path` is pathlib's, but `matplotlib.path.Path` is the
+    // geometry every patch uses), `cbook`, `backends` (`PdfPages`), `get_cachedir`, `getp` and
+    // `setp` (they call only `get_*`/`set_*` methods), reading and writing files (as `open`).
+    "switch_backend", "register_backend", "animation", "sphinxext", "PIL", "Image", "ImageShow",
+    "ImageMath", "logging", "traceback", "unittest", "mock", "Signature", "from_callable",
     // Process functions, should a module object be reached some other way.
     "system", "popen", "Popen", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execl",
     "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe", "spawnl", "spawnle",
