@@ -184,6 +184,83 @@ print("mean", result["mean_y"])
     assert_eq!(events[1]["job_id"], id.as_str());
 }
 
+/// The python tool allows matplotlib (migrations/0007_matplotlib.sql) and its image has it: a
+/// plot saved to /work/out is stored as the job's output, a PNG, with nothing on stderr (no
+/// warning about unwritable config or cache directories, no font cache built), and the two
+/// strings matplotlib would turn into code (a `module://` backend, a cycler string) are refused
+/// by the image even though the validator cannot see them.
+#[tokio::test]
+async fn matplotlib_job_saves_a_png_plot_as_its_output() {
+    let c = compute(3).await;
+    let token = c.ctx.token_for("plotter").await;
+    let code = r#"
+import numpy as np
+import matplotlib
+import matplotlib.pyplot as plt
+
+x = np.linspace(0, 10, 20)
+fig, ax = plt.subplots()
+ax.scatter(x, 2.5 * x + 1 + np.sin(x), label="measured")
+ax.plot(x, 2.5 * x + 1, "r-", label="fit")
+ax.set_title("tensile test")
+ax.legend()
+fig.savefig("/work/out/plot.png")
+print(matplotlib.get_backend())
+for refused in (
+    lambda: matplotlib.use("module://main"),
+    lambda: matplotlib.rcParams.update({"axes.prop_cycle": "[(g := (g.gi_frame for _ in [1])), *g][1]"}),
+):
+    try:
+        refused()
+        print("accepted")
+    except ValueError:
+        print("refused")
+"#;
+    let id = job_id(
+        &c.submit(&token, json!({"tool": "python", "code": code}))
+            .await,
+    );
+    let job = c.dispatch_until_final(&token, &id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    eprintln!("matplotlib job ran {} ms", job["duration_ms"]);
+    let fetch = |url: &str| {
+        let url = url.to_string();
+        async move {
+            reqwest::get(&url)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec()
+        }
+    };
+    let stdout = fetch(job["links"]["stdout"].as_str().unwrap()).await;
+    assert_eq!(
+        String::from_utf8_lossy(&stdout).trim(),
+        "agg\nrefused\nrefused",
+        "{job}"
+    );
+    if let Some(url) = job["links"]["stderr"].as_str() {
+        let stderr = fetch(url).await;
+        assert_eq!(
+            String::from_utf8_lossy(&stderr).trim(),
+            "",
+            "stderr of {job}"
+        );
+    }
+    let outputs = job["links"]["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 1, "{job}");
+    assert_eq!(outputs[0]["name"], "plot.png");
+    let png = fetch(outputs[0]["url"].as_str().unwrap()).await;
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "plot.png is not a PNG: {:?}",
+        &png[..png.len().min(16)]
+    );
+    assert!(png.len() > 1000, "{} bytes", png.len());
+}
+
 #[tokio::test]
 async fn static_validation_refuses_with_a_report() {
     let c = compute(3).await;
