@@ -202,6 +202,12 @@ impl Api {
 
     /// GET of an absolute URL (a presigned link), the body as text if the status is 200.
     pub async fn fetch(&self, url: &str) -> Result<String, Failure> {
+        let bytes = self.fetch_bytes(url).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// GET of an absolute URL (a presigned link), the body as bytes if the status is 200.
+    pub async fn fetch_bytes(&self, url: &str) -> Result<Vec<u8>, Failure> {
         let r = self
             .http
             .get(url)
@@ -209,18 +215,18 @@ impl Api {
             .await
             .map_err(|e| Failure::new(format!("GET {url}: no answer ({e})")))?;
         let status = r.status();
-        let text = r
-            .text()
+        let body = r
+            .bytes()
             .await
             .map_err(|e| Failure::new(format!("GET {url}: body cut ({e})")))?;
         if !status.is_success() {
             return Err(Failure {
                 message: format!("GET {url}: expected 200"),
                 status: Some(status.as_u16()),
-                body: Some(text),
+                body: Some(String::from_utf8_lossy(&body).into_owned()),
             });
         }
-        Ok(text)
+        Ok(body.to_vec())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The demo journey through the deployed stack, step by step: log in through the identity
 //! provider, upload a CSV of measurements, submit a numpy fit that reads it, poll the job until
-//! it is final, fetch its stdout through the presigned link.
+//! it is final, fetch its stdout and its plot (`plot.png`, the points and the fitted line, drawn
+//! with matplotlib) through their presigned links.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ pub struct DemoResult {
     /// The statuses seen while polling, consecutive duplicates removed.
     pub statuses: Vec<String>,
     pub stdout: String,
+    /// `plot.png` as fetched through its presigned link (a PNG).
+    pub plot: Vec<u8>,
 }
 
 /// The steps run (the last one failed if the journey did), and the result if all succeeded.
@@ -88,8 +91,14 @@ pub const STEPS: [&str; 5] = [
     "upload the measurements (multipart POST /files)",
     "submit the numpy fit (POST /compute)",
     "wait for the job (GET /compute/{id})",
-    "fetch stdout (presigned link)",
+    "fetch stdout and plot.png (presigned links)",
 ];
+
+/// The output the demo job draws: the measured points and the fitted line.
+pub const DEMO_PLOT: &str = "plot.png";
+
+/// The first bytes of every PNG file.
+pub const PNG_SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
 
 /// Slope and intercept of the measurements [`demo_csv`] writes: the fit must find them.
 pub const DEMO_SLOPE: f64 = 2.5;
@@ -106,16 +115,27 @@ pub fn demo_csv() -> Vec<u8> {
 }
 
 /// The computation: a least-squares line through the uploaded file, found where the sandbox
-/// puts inputs (`/work/inputs/<filename>`; `/work` is the job's working directory).
+/// puts inputs (`/work/inputs/<filename>`; `/work` is the job's working directory), and a plot
+/// of the points and the line, `out/plot.png` ([`DEMO_PLOT`]).
 pub fn demo_code(filename: &str) -> String {
     format!(
         r#"import json
 import numpy as np
+import matplotlib.pyplot as plt
 
 data = np.loadtxt("inputs/{filename}", delimiter=",", skiprows=1)
 slope, intercept = np.polyfit(data[:, 0], data[:, 1], 1)
 with open("out/fit.json", "w") as f:
     json.dump({{"slope": float(slope), "intercept": float(intercept)}}, f)
+fig, ax = plt.subplots(figsize=(6, 4))
+ax.plot(data[:, 0], data[:, 1], "o", label="measured")
+ax.plot(data[:, 0], slope * data[:, 0] + intercept, "-",
+        label=f"fit: {{slope:.2f}} x + {{intercept:.2f}}")
+ax.set_xlabel("force [kN]")
+ax.set_ylabel("elongation [µm]")
+ax.set_title("{filename}")
+ax.legend()
+fig.savefig("out/{DEMO_PLOT}", dpi=100)
 print(f"points={{len(data)}} slope={{slope:.4f}} intercept={{intercept:.4f}}")
 "#
     )
@@ -294,14 +314,39 @@ async fn run(api: &Api, options: &DemoOptions, steps: &mut Vec<Step>) -> Option<
     })
     .await?;
 
-    let stdout = step(steps, STEPS[4], async {
+    let (stdout, plot) = step(steps, STEPS[4], async {
         let url = job["links"]["stdout"].as_str().ok_or_else(|| Failure {
             message: format!("job {job_id} has no stdout link"),
             status: None,
             body: Some(job.to_string()),
         })?;
         let stdout = api.fetch(url).await?;
-        Ok((stdout.clone(), format!("{} bytes", stdout.len())))
+        let plot_url = job["links"]["outputs"]
+            .as_array()
+            .and_then(|outputs| outputs.iter().find(|o| o["name"] == DEMO_PLOT))
+            .and_then(|o| o["url"].as_str())
+            .ok_or_else(|| Failure {
+                message: format!("job {job_id} has no output {DEMO_PLOT}"),
+                status: None,
+                body: Some(job.to_string()),
+            })?;
+        let plot = api.fetch_bytes(plot_url).await?;
+        if !plot.starts_with(PNG_SIGNATURE) {
+            return Err(Failure {
+                message: format!(
+                    "{DEMO_PLOT} of job {job_id} is not a PNG ({} bytes)",
+                    plot.len()
+                ),
+                status: Some(200),
+                body: None,
+            });
+        }
+        let summary = format!(
+            "{} bytes; {DEMO_PLOT} {} bytes (PNG: the points and the fitted line)",
+            stdout.len(),
+            plot.len()
+        );
+        Ok(((stdout, plot), summary))
     })
     .await?;
 
@@ -314,6 +359,7 @@ async fn run(api: &Api, options: &DemoOptions, steps: &mut Vec<Step>) -> Option<
         job,
         statuses,
         stdout,
+        plot,
     })
 }
 
@@ -345,11 +391,12 @@ mod tests {
     #[test]
     fn the_demo_code_passes_the_static_validation() {
         let code = demo_code("x.csv");
-        let findings = mecapy_shared::validation::validate(
-            &code,
-            &mecapy_shared::validation::Policy::default_python(),
-        );
+        // The python tool's list (migrations/0007_matplotlib.sql): the default one and matplotlib.
+        let mut policy = mecapy_shared::validation::Policy::default_python();
+        policy.allowed_imports.push("matplotlib".to_string());
+        let findings = mecapy_shared::validation::validate(&code, &policy);
         assert!(findings.is_empty(), "{findings:?}");
         assert!(code.contains("\"inputs/x.csv\""));
+        assert!(code.contains("fig.savefig(\"out/plot.png\""));
     }
 }

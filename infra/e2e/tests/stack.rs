@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use mecapy_e2e::api::{clip, Api, Payload, Reply};
 use mecapy_e2e::auth::{self, forged_tokens, Provider};
-use mecapy_e2e::journey::{demo_expected_stdout, submit, wait_final, DEMO_INTERCEPT, DEMO_SLOPE};
+use mecapy_e2e::journey::{
+    demo_expected_stdout, submit, wait_final, DEMO_INTERCEPT, DEMO_SLOPE, PNG_SIGNATURE,
+};
 use mecapy_e2e::lambda::Lambda;
 use mecapy_e2e::queues::Queues;
 use mecapy_e2e::{demo_journey, DemoOptions, StackEnv};
@@ -114,13 +116,19 @@ async fn the_demo_journey_succeeds() {
         result.job
     );
     let outputs = result.job["links"]["outputs"].as_array().expect("outputs");
-    assert_eq!(outputs.len(), 1, "{}", result.job);
+    assert_eq!(outputs.len(), 2, "{}", result.job);
+    let output = |name: &str| {
+        outputs
+            .iter()
+            .find(|o| o["name"] == name)
+            .and_then(|o| o["url"].as_str())
+            .unwrap_or_else(|| panic!("no output {name}: {}", result.job))
+            .to_string()
+    };
+    assert!(result.plot.starts_with(PNG_SIGNATURE));
     let api = Api::new(&env.api_url);
-    let fit: Value = serde_json::from_str(&ok(
-        api.fetch(outputs[0]["url"].as_str().unwrap()).await,
-        &env,
-    ))
-    .expect("fit.json is JSON");
+    let fit: Value = serde_json::from_str(&ok(api.fetch(&output("fit.json")).await, &env))
+        .expect("fit.json is JSON");
     assert!(
         (fit["slope"].as_f64().unwrap() - DEMO_SLOPE).abs() < 1e-9,
         "{fit}"

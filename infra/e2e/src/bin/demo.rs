@@ -1,5 +1,6 @@
 //! `make demo` (and the end of `make up`): the demo journey through the deployed stack.
-//! Prints each step with its duration, then the computation's result; on failure, the step that
+//! Prints each step with its duration, then the computation's result (its stdout, and the plot it
+//! drew, `plot.png`, checked to be a PNG); on failure, the step that
 //! failed, what the stack answered and where to look; exit code 1.
 //!
 //! Environment: `DEMO_USER` / `DEMO_PASSWORD` (default alice / alice-password),
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mecapy_e2e::api::clip;
+use mecapy_e2e::journey::DEMO_PLOT;
 use mecapy_e2e::{demo_journey, DemoOptions, StackEnv};
 
 fn ms(d: Duration) -> String {
@@ -81,6 +83,11 @@ async fn main() -> ExitCode {
             for line in result.stdout.lines() {
                 println!("  {line}");
             }
+            println!(
+                "  {DEMO_PLOT}: {} bytes, the points and the fitted line (links.outputs of GET /compute/{})",
+                result.plot.len(),
+                result.job_id
+            );
             ExitCode::SUCCESS
         }
         (None, Some(step)) => {
