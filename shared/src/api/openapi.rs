@@ -595,7 +595,11 @@ mod tests {
     fn links_lead_to_operations_of_the_document() {
         for op in OPERATIONS {
             for (target, _) in op.links {
-                assert!(OPERATIONS.iter().any(|o| o.id == *target), "{} -> {target}", op.id);
+                assert!(
+                    OPERATIONS.iter().any(|o| o.id == *target),
+                    "{} -> {target}",
+                    op.id
+                );
             }
         }
     }
