@@ -27,7 +27,7 @@ help:
 services:
 	infra/services.sh up
 
-# The compute image (debootstrap Debian + python3, numpy, scipy), built here, never pulled.
+# The compute image (debootstrap Debian + python3, numpy, scipy, matplotlib) and the stager image, built here, never pulled.
 images: services
 	infra/images.sh
 	infra/stager-image.sh
