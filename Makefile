@@ -12,7 +12,7 @@ export PATH := $(MECAPY_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
 WATCH_PORT ?= 9000
 API ?= http://127.0.0.1:$(WATCH_PORT)/lambda-url
 
-.PHONY: help up down status services images lambda-runtime migrate deploy demo serve test lint unit bench clean-test-dbs build release openapi contract browser-test
+.PHONY: help up down status services images lambda-runtime migrate deploy demo serve test lint unit bench clean-test-dbs build release openapi event-schemas contract browser-test
 
 help:
 	@echo "make up      install and start every service, build, deploy the stack to LocalStack, run the demo"
@@ -74,6 +74,11 @@ lint:
 openapi:
 	cargo run --quiet -p mecapy-shared --bin openapi > openapi.yaml
 
+# The events' JSON schemas (shared/events/), derived from shared::events (a test fails when a
+# committed one differs).
+event-schemas:
+	cargo run --quiet -p mecapy-shared --bin event-schemas
+
 # schemathesis against the deployed stack's API Gateway, over every operation of openapi.yaml.
 contract:
 	infra/contract/contract.sh test
@@ -93,7 +98,7 @@ browser-test:
 	infra/browser.sh test
 
 release:
-	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch -p api-docs
+	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch -p upload-events -p api-docs
 
 # The stack is measured as AWS runs it: release builds of the functions (sam build takes minutes
 # more than the debug build `make deploy` makes; `make deploy` or `make test` puts debug back).

@@ -312,6 +312,7 @@ values = {
     "COMPUTE_QUEUE_URL": out["ComputeQueueUrl"],
     "COMPUTE_DLQ_URL": out["ComputeDeadLetterQueueUrl"],
     "EVENTS_QUEUE_URL": out["EventsQueueUrl"],
+    "EVENT_BUS_NAME": out["EventBusName"],
     "DISPATCH_FUNCTION": out["ComputeDispatchFunctionName"],
     # The web console: its bucket's website (a browser maps *.localstack.cloud to 127.0.0.1).
     "CONSOLE_URL": out.get("ConsoleUrl", "").rstrip("/"),

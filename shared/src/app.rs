@@ -5,6 +5,7 @@ use std::sync::Arc;
 use lambda_http::Request;
 
 use crate::auth::{self, Claims, OidcClient, TokenValidator};
+use crate::bus::EventBus;
 use crate::config::{Config, ConfigError};
 use crate::db::{self, users::User, DbError, Pool};
 use crate::http::{ApiError, RequestMeta};
@@ -26,6 +27,8 @@ pub struct AppState {
     pub storage: Storage,
     pub oidc: Arc<OidcClient>,
     pub tokens: Arc<TokenValidator>,
+    /// The stack's event bus (`EVENT_BUS_NAME`); without one, events stay in the outbox.
+    pub bus: Option<EventBus>,
 }
 
 impl AppState {
@@ -36,7 +39,11 @@ impl AppState {
     /// Builds clients without contacting any service: a cold start never waits on one.
     pub async fn new(config: Config) -> Result<Self, StartupError> {
         let storage = Storage::from_env(&config.upload_bucket).await;
-        Self::with_storage(config, storage)
+        let bus = match &config.event_bus_name {
+            Some(name) => Some(EventBus::new(&aws_config::load_from_env().await, name)),
+            None => None,
+        };
+        Ok(Self::with_storage(config, storage)?.with_bus(bus))
     }
 
     /// With an S3 client built by the caller (tests point it at their own endpoint).
@@ -50,7 +57,33 @@ impl AppState {
             storage,
             oidc,
             tokens,
+            bus: None,
         })
+    }
+
+    pub fn with_bus(mut self, bus: Option<EventBus>) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    /// Sends the outbox's due events to the bus. Never fails the caller: what could not be sent
+    /// stays in the outbox for the next drain (the next request, or the dispatcher's sweep).
+    pub async fn publish_events(&self) {
+        let Some(bus) = &self.bus else { return };
+        match bus.drain(&self.db).await {
+            Ok(d) if d.failed > 0 => {
+                tracing::warn!(
+                    published = d.published,
+                    failed = d.failed,
+                    "some events not published yet"
+                )
+            }
+            Ok(d) if d.published > 0 => {
+                tracing::debug!(published = d.published, "events published")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "events not published (outbox unreachable)"),
+        }
     }
 
     /// The bearer token's claims (401 when missing or invalid).

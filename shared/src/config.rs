@@ -55,8 +55,8 @@ pub struct Config {
     pub max_json_bytes: usize,
     /// Largest code a job may submit.
     pub max_code_bytes: usize,
-    /// Queue receiving the job lifecycle events (`compute-dispatch` only).
-    pub events_queue_url: Option<String>,
+    /// The stack's EventBridge bus (`EVENT_BUS_NAME`): where the outbox's events are published.
+    pub event_bus_name: Option<String>,
     /// The compute queue's `maxReceiveCount`: on the last receive a failing job is marked `error`
     /// before its message moves to the dead-letter queue.
     pub max_receives: u32,
@@ -240,7 +240,9 @@ impl Config {
             presign_ttl: Duration::from_secs(number("PRESIGN_TTL_SECONDS", 900)?),
             max_json_bytes: number("MAX_JSON_BYTES", 256 * 1024)? as usize,
             max_code_bytes: number("MAX_CODE_BYTES", 128 * 1024)? as usize,
-            events_queue_url: lookup("EVENTS_QUEUE_URL").filter(|v| !v.trim().is_empty()),
+            event_bus_name: lookup("EVENT_BUS_NAME")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
             max_receives: number("MAX_RECEIVES", 3)?.clamp(1, 1000) as u32,
             compute_image: lookup("COMPUTE_IMAGE")
                 .map(|v| v.trim().to_string())

@@ -97,7 +97,8 @@ pub struct UserLogin {
     pub event_id: Uuid,
     pub occurred_at: DateTime<Utc>,
     pub user_id: Uuid,
-    pub username: String,
+    /// The identity provider's `preferred_username`, when it gives one.
+    pub username: Option<String>,
 }
 
 /// One event of any kind.
@@ -123,6 +124,8 @@ pub const KINDS: [&str; 5] = [
 pub enum EventError {
     #[error("unknown event kind {0:?}")]
     UnknownKind(String),
+    #[error("{kind}: the changed row has no {field}")]
+    Missing { kind: String, field: String },
     #[error("{kind} detail: {source}")]
     Detail {
         kind: String,
@@ -188,6 +191,107 @@ impl Event {
     }
 }
 
+/// What an outbox row holds of the changed row (`to_jsonb` of it): the fields events read.
+#[derive(Deserialize)]
+struct Snapshot {
+    id: Uuid,
+    user_id: Option<Uuid>,
+    // jobs
+    tool: Option<String>,
+    status: Option<String>,
+    attempts: Option<i32>,
+    duration_ms: Option<i64>,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    // files
+    filename: Option<String>,
+    content_type: Option<String>,
+    size_bytes: Option<i64>,
+    sha256: Option<String>,
+    // users
+    username: Option<String>,
+}
+
+impl Event {
+    /// The event an outbox row stands for: `event_id` is the row's id, `occurred_at` the time
+    /// the change was committed, the rest comes from the changed row (`snapshot`).
+    pub fn from_outbox(
+        kind: &str,
+        event_id: Uuid,
+        occurred_at: DateTime<Utc>,
+        snapshot: serde_json::Value,
+    ) -> Result<Event, EventError> {
+        let s: Snapshot =
+            serde_json::from_value(snapshot).map_err(|source| EventError::Detail {
+                kind: kind.to_string(),
+                source,
+            })?;
+        let missing = |field: &str| EventError::Missing {
+            kind: kind.to_string(),
+            field: field.to_string(),
+        };
+        let schema_version = SCHEMA_VERSION;
+        let tool = || s.tool.clone().ok_or_else(|| missing("tool"));
+        let job_owner = || s.user_id.ok_or_else(|| missing("user_id"));
+        Ok(match kind {
+            "FileUploaded" => Event::FileUploaded(FileUploaded {
+                schema_version,
+                event_id,
+                occurred_at,
+                user_id: job_owner()?,
+                file_id: s.id,
+                filename: s.filename.clone().ok_or_else(|| missing("filename"))?,
+                content_type: s
+                    .content_type
+                    .clone()
+                    .ok_or_else(|| missing("content_type"))?,
+                size_bytes: s.size_bytes.ok_or_else(|| missing("size_bytes"))?,
+                sha256: s.sha256.clone().ok_or_else(|| missing("sha256"))?,
+            }),
+            "CalculationQueued" => Event::CalculationQueued(CalculationQueued {
+                schema_version,
+                event_id,
+                occurred_at,
+                user_id: job_owner()?,
+                job_id: s.id,
+                tool: tool()?,
+            }),
+            "CalculationStarted" => Event::CalculationStarted(CalculationStarted {
+                schema_version,
+                event_id,
+                occurred_at,
+                user_id: job_owner()?,
+                job_id: s.id,
+                tool: tool()?,
+                attempt: s.attempts.unwrap_or(1),
+            }),
+            "CalculationFinished" => Event::CalculationFinished(CalculationFinished {
+                schema_version,
+                event_id,
+                occurred_at,
+                user_id: job_owner()?,
+                job_id: s.id,
+                tool: tool()?,
+                status: s.status.clone().ok_or_else(|| missing("status"))?,
+                duration_ms: s.duration_ms,
+                exit_code: s.exit_code,
+                error: s.error.clone(),
+                links: FinishedLinks {
+                    job: format!("/compute/{}", s.id),
+                },
+            }),
+            "UserLogin" => Event::UserLogin(UserLogin {
+                schema_version,
+                event_id,
+                occurred_at,
+                user_id: s.id,
+                username: s.username.clone(),
+            }),
+            other => return Err(EventError::UnknownKind(other.to_string())),
+        })
+    }
+}
+
 /// The JSON schema (2020-12) of a kind's detail, with its `$id` naming the kind and version.
 pub fn schema(kind: &str) -> Result<serde_json::Value, EventError> {
     let body = match kind {
@@ -220,6 +324,19 @@ pub fn schema(kind: &str) -> Result<serde_json::Value, EventError> {
         props.insert("const".into(), SCHEMA_VERSION.into());
     }
     Ok(schema)
+}
+
+/// The file name of a kind's schema (`shared/events/` holds them).
+pub fn schema_file(kind: &str) -> String {
+    format!("{kind}.v{SCHEMA_VERSION}.json")
+}
+
+/// A kind's schema as committed: pretty JSON with a final newline.
+pub fn schema_text(kind: &str) -> String {
+    let schema = schema(kind).unwrap_or(serde_json::Value::Null);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
@@ -289,5 +406,53 @@ mod tests {
         let links = &schema["properties"]["links"];
         assert!(links.get("$ref").is_none(), "{links}");
         assert!(links["properties"]["self"].is_object(), "{links}");
+    }
+
+    #[test]
+    fn the_committed_schemas_are_the_derived_ones() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+        for kind in KINDS {
+            let path = dir.join(schema_file(kind));
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == schema_text(kind),
+                "{} differs from the schema the types derive: run `make event-schemas` and \
+                 commit shared/events/",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn outbox_snapshots_become_events() {
+        let job = Uuid::new_v4();
+        let user = Uuid::new_v4();
+        let snapshot = serde_json::json!({
+            "id": job, "user_id": user, "tool": "python", "status": "failed", "attempts": 2,
+            "duration_ms": 40, "exit_code": 1, "error": null, "limits": {}, "extra": true,
+        });
+        let at = Utc::now();
+        let id = Uuid::new_v4();
+        let Event::CalculationFinished(f) =
+            Event::from_outbox("CalculationFinished", id, at, snapshot.clone()).unwrap()
+        else {
+            panic!("not finished")
+        };
+        assert_eq!((f.event_id, f.job_id, f.user_id), (id, job, user));
+        assert_eq!(
+            (f.status.as_str(), f.exit_code, f.duration_ms),
+            ("failed", Some(1), Some(40))
+        );
+        assert_eq!(f.links.job, format!("/compute/{job}"));
+        let started = Event::from_outbox("CalculationStarted", id, at, snapshot).unwrap();
+        assert!(matches!(started, Event::CalculationStarted(s) if s.attempt == 2));
+        // A file without its size is not an upload yet.
+        let file = serde_json::json!({"id": job, "user_id": user, "filename": "a.csv"});
+        assert!(Event::from_outbox("FileUploaded", id, at, file).is_err());
+        let user_row = serde_json::json!({"id": user, "username": null});
+        assert!(matches!(
+            Event::from_outbox("UserLogin", id, at, user_row).unwrap(),
+            Event::UserLogin(u) if u.user_id == user && u.username.is_none()
+        ));
     }
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod db;
 pub mod events;
@@ -12,6 +13,7 @@ pub mod jobs;
 pub mod sandbox;
 pub mod storage;
 pub mod telemetry;
+pub mod uploads;
 pub mod validation;
 
 #[cfg(feature = "test-support")]

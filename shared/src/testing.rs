@@ -130,6 +130,8 @@ pub struct TestContext {
     pub state: AppState,
     pub database: String,
     pub bucket: String,
+    /// The test's own event bus (its state publishes there).
+    pub bus: String,
 }
 
 impl TestContext {
@@ -189,14 +191,31 @@ impl TestContext {
                     aws_sdk_s3::error::DisplayErrorContext(e)
                 )
             });
+        let bus = format!("{bucket}-bus");
+        let events = aws_sdk_eventbridge::Client::new(&sdk_config_at(&endpoint, &env).await);
+        events
+            .create_event_bus()
+            .name(&bus)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot create event bus {bus} in LocalStack (is `events` in its SERVICES?): {}",
+                    aws_sdk_eventbridge::error::DisplayErrorContext(e)
+                )
+            });
+        config.event_bus_name = Some(bus.clone());
         let storage = storage_at(&endpoint, &config.upload_bucket, &env).await;
-        let state = AppState::with_storage(config.clone(), storage).expect("app state");
+        let state = AppState::with_storage(config.clone(), storage)
+            .expect("app state")
+            .with_bus(Some(crate::bus::EventBus::with_client(events, &bus)));
         TestContext {
             env,
             config,
             state,
             database,
             bucket,
+            bus,
         }
     }
 
@@ -510,7 +529,7 @@ impl TestContext {
             ],
         )
         .await;
-        let events_url = create(format!("{base}-events"), vec![]).await;
+        let events_url = self.events_queue(&sqs, &format!("{base}-events")).await;
         let jobs_arn = queue_arn(&sqs, &jobs_url).await;
         let rule = |name: FilterRuleName, value: &str| {
             FilterRule::builder().name(name).value(value).build()
@@ -555,6 +574,144 @@ impl TestContext {
             events_url,
         }
     }
+}
+
+impl TestContext {
+    /// A queue `name` that receives every event of the test's bus (a rule matching `mecapy`):
+    /// what a subscriber of the stack's bus sees, envelope and all. Its URL.
+    pub async fn events_queue(&self, sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+        let pattern = serde_json::json!({"source": [crate::events::SOURCE]});
+        self.rule_to_queue(sqs, name, &self.bus, &pattern).await
+    }
+
+    /// A queue `name` receiving the test bucket's S3 "Object Created" events for the users'
+    /// keys, as the stack's `UploadEventsQueue` does: the bucket sends its events to
+    /// EventBridge (its other notifications kept), and a rule on the default bus matches them.
+    pub async fn upload_events_queue(&self, sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+        use aws_sdk_s3::types::{EventBridgeConfiguration, NotificationConfiguration};
+        let s3 = self.state.storage.client();
+        let fail = |what: &str, e: String| -> ! {
+            panic!("cannot {what} of bucket {} in LocalStack: {e}", self.bucket)
+        };
+        let now = s3
+            .get_bucket_notification_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                fail(
+                    "read the notifications",
+                    aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                )
+            });
+        let notification = NotificationConfiguration::builder()
+            .set_queue_configurations(now.queue_configurations)
+            .event_bridge_configuration(EventBridgeConfiguration::builder().build())
+            .build();
+        s3.put_bucket_notification_configuration()
+            .bucket(&self.bucket)
+            .notification_configuration(notification)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                fail(
+                    "send the events to EventBridge",
+                    aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                )
+            });
+        let pattern = crate::uploads::object_created_pattern(&self.bucket);
+        self.rule_to_queue(sqs, name, "default", &pattern).await
+    }
+
+    /// A new queue `name` and a rule on `bus` sending the events matching `pattern` to it.
+    async fn rule_to_queue(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+        name: &str,
+        bus: &str,
+        pattern: &Value,
+    ) -> String {
+        let url = create_queue(sqs, name, vec![]).await;
+        let arn = queue_arn(sqs, &url).await;
+        let events = aws_sdk_eventbridge::Client::new(
+            &sdk_config_at(&self.env["AWS_ENDPOINT_URL"], &self.env).await,
+        );
+        let fail = |what: &str, e: String| -> ! {
+            panic!("cannot {what} on the event bus {bus} in LocalStack: {e}")
+        };
+        events
+            .put_rule()
+            .name(name)
+            .event_bus_name(bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                fail(
+                    "create a rule",
+                    aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(),
+                )
+            });
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("queue")
+            .arn(arn)
+            .build()
+            .expect("target");
+        events
+            .put_targets()
+            .rule(name)
+            .event_bus_name(bus)
+            .targets(target)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                fail(
+                    "add a target",
+                    aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(),
+                )
+            });
+        url
+    }
+}
+
+/// Up to 10 messages of queue `url` as Lambda's SQS event source would hand them over.
+pub async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    wait_seconds: i32,
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait_seconds)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive from LocalStack SQS");
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    // As Lambda's event source mapping fills it in.
+    let arn = if out.messages().is_empty() {
+        String::new()
+    } else {
+        queue_arn(sqs, url).await
+    };
+    for m in out.messages() {
+        let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+        record.event_source_arn = Some(arn.clone());
+        record.event_source = Some("aws:sqs".into());
+        record.message_id = m.message_id().map(str::to_string);
+        record.receipt_handle = m.receipt_handle().map(str::to_string);
+        record.body = m.body().map(str::to_string);
+        if let Some(attrs) = m.attributes() {
+            for (k, v) in attrs {
+                record.attributes.insert(k.as_str().to_string(), v.clone());
+            }
+        }
+        event.records.push(record);
+    }
+    event
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
@@ -616,39 +773,7 @@ impl ComputeQueues {
         url: &str,
         wait_seconds: i32,
     ) -> aws_lambda_events::event::sqs::SqsEvent {
-        use aws_sdk_sqs::types::MessageSystemAttributeName;
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(wait_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive from LocalStack SQS");
-        let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-        // As Lambda's event source mapping fills it in.
-        let arn = if out.messages().is_empty() {
-            String::new()
-        } else {
-            queue_arn(&self.sqs, url).await
-        };
-        for m in out.messages() {
-            let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
-            record.event_source_arn = Some(arn.clone());
-            record.event_source = Some("aws:sqs".into());
-            record.message_id = m.message_id().map(str::to_string);
-            record.receipt_handle = m.receipt_handle().map(str::to_string);
-            record.body = m.body().map(str::to_string);
-            if let Some(attrs) = m.attributes() {
-                for (k, v) in attrs {
-                    record.attributes.insert(k.as_str().to_string(), v.clone());
-                }
-            }
-            event.records.push(record);
-        }
-        event
+        receive(&self.sqs, url, wait_seconds).await
     }
 
     /// Deletes the records the handler did not report as failed, as the event source does.
@@ -678,7 +803,39 @@ impl ComputeQueues {
         }
     }
 
-    /// Bodies of the messages on the events queue (consumed).
+    /// The events on the events queue (consumed) until one of `kind` about `subject` (its
+    /// detail's `job_id` or `file_id`) has arrived, and whatever else follows within a second;
+    /// sorted by `occurred_at`. Panics after `timeout`, naming what did arrive.
+    pub async fn events_until(&self, kind: &str, subject: &str, timeout: Duration) -> Vec<Value> {
+        let about =
+            |e: &Value| e["detail"]["job_id"] == subject || e["detail"]["file_id"] == subject;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut all: Vec<Value> = Vec::new();
+        while !all.iter().any(|e| e["detail-type"] == kind && about(e)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {kind} event of {subject} on the bus within {timeout:?}; got {all:?}"
+            );
+            all.extend(self.drain_events().await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        all.extend(self.drain_events().await);
+        all.retain(about);
+        all.sort_by(|a, b| {
+            let at = |e: &Value| {
+                e["detail"]["occurred_at"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            };
+            at(a).cmp(&at(b))
+        });
+        all
+    }
+
+    /// The events on the events queue (consumed), as EventBridge delivers them: envelopes with
+    /// `detail-type` and `detail`.
     pub async fn drain_events(&self) -> Vec<Value> {
         let mut all = Vec::new();
         loop {

@@ -22,7 +22,15 @@ async fn rerunning_migrations_is_a_no_op() {
         .collect();
     assert_eq!(
         tables,
-        ["files", "jobs", "schema_migrations", "tools", "users"]
+        [
+            "event_outbox",
+            "files",
+            "jobs",
+            "orphan_objects",
+            "schema_migrations",
+            "tools",
+            "users"
+        ]
     );
 }
 

@@ -15,7 +15,6 @@
 //! (its limit, the sandbox's grace, the staging margin); the others are handed back at once.
 
 mod ecs;
-mod events;
 mod retry;
 mod run;
 mod sweep;
@@ -33,7 +32,6 @@ use mecapy_shared::AppState;
 use uuid::Uuid;
 
 pub use ecs::EcsCompute;
-pub use events::{Event, EventsQueue};
 pub use retry::RetryBackoff;
 pub use sweep::{ComputeQueue, SweepReport};
 
@@ -102,7 +100,6 @@ pub enum Compute {
 pub struct Dispatcher {
     pub state: AppState,
     pub compute: Compute,
-    pub events: Option<EventsQueue>,
     /// Shortens the wait before a failed record's next delivery (none: the queue's visibility).
     pub retries: Option<RetryBackoff>,
     /// Where the sweep sends the jobs it requeues (none: it only reports them).
@@ -112,7 +109,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher without queues (no events, retries at the queue's visibility timeout, a
+    /// A dispatcher without queues (retries at the queue's visibility timeout, a
     /// sweep that only reports), running `concurrency` records at once.
     pub fn new(state: AppState, runtime: Arc<dyn ContainerRuntime>, concurrency: usize) -> Self {
         Self::on(state, Compute::Engine(runtime), concurrency)
@@ -123,15 +120,13 @@ impl Dispatcher {
         Dispatcher {
             state,
             compute,
-            events: None,
             retries: None,
             compute_queue: None,
             concurrency: concurrency.max(1),
         }
     }
 
-    /// The events queue comes from `EVENTS_QUEUE_URL` (events are skipped when it is unset), the
-    /// compute queue from `COMPUTE_QUEUE_URL`, the concurrency from `DISPATCH_CONCURRENCY` or the
+    /// The compute queue comes from `COMPUTE_QUEUE_URL`, the concurrency from `DISPATCH_CONCURRENCY` or the
     /// engine's CPU count (two jobs per CPU at the default 0.5 CPU share).
     pub async fn from_env(
         state: AppState,
@@ -150,10 +145,6 @@ impl Dispatcher {
         };
         tracing::info!(concurrency, "dispatcher ready");
         let mut dispatcher = Dispatcher::on(state, compute, concurrency);
-        dispatcher.events = config
-            .events_queue_url
-            .as_ref()
-            .map(|url| EventsQueue::with_client(sqs.clone(), url));
         dispatcher.compute_queue = config
             .compute_queue_url
             .as_ref()
@@ -286,10 +277,10 @@ impl Dispatcher {
         retry.map_or(Ok(()), Err)
     }
 
-    async fn emit(&self, event: Event) {
-        if let Some(queue) = &self.events {
-            queue.send(&event).await;
-        }
+    /// Sends the events the job's last change recorded (its outbox rows) to the bus now, so a
+    /// subscriber hears of a start while the job runs, not when the batch ends.
+    async fn publish_events(&self) {
+        self.state.publish_events().await;
     }
 }
 

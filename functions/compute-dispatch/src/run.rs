@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{Compute, DispatchError, Dispatcher, Event};
+use crate::{Compute, DispatchError, Dispatcher};
 
 /// Manifests and code are small; inputs are bounded by the presigned-upload limit.
 pub(crate) const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -94,7 +94,7 @@ impl Dispatcher {
         let Some(job) = claimed else {
             return self.not_claimed(job_id).await;
         };
-        self.emit(Event::started(&job)).await;
+        self.publish_events().await;
         if let Some(lease) = job.lease_expires_at {
             let left = (lease - chrono::Utc::now()).to_std().unwrap_or_default();
             self.watch_lease(job.id, left).await;
@@ -160,8 +160,8 @@ impl Dispatcher {
 
     pub(crate) async fn give_up(&self, job_id: Uuid, reason: &str) -> Result<(), DispatchError> {
         let db = self.db().await?;
-        if let Some(job) = db::jobs::fail(&**db, job_id, reason).await? {
-            self.emit(Event::finished(&job)).await;
+        if db::jobs::fail(&**db, job_id, reason).await?.is_some() {
+            self.publish_events().await;
         }
         Ok(())
     }
@@ -227,8 +227,8 @@ impl Dispatcher {
             },
         )
         .await?;
-        if let Some(job) = finished {
-            self.emit(Event::finished(&job)).await;
+        if finished.is_some() {
+            self.publish_events().await;
         }
         Ok(())
     }

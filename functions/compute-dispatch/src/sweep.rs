@@ -29,7 +29,7 @@ use uuid::Uuid;
 use mecapy_shared::db;
 use mecapy_shared::jobs::messages;
 
-use crate::{Compute, DispatchError, Dispatcher, Event};
+use crate::{Compute, DispatchError, Dispatcher};
 
 /// How many jobs one sweep handles in each category; the next sweep takes the rest.
 const SWEEP_BATCH: i64 = 500;
@@ -53,6 +53,10 @@ pub struct SweepReport {
     pub resent: usize,
     /// Of the requeued and idle jobs, those the sweep ran itself (the others got a message).
     pub ran: usize,
+    /// Outbox events sent to the bus (whose send after their change had failed), and those
+    /// that failed again.
+    pub published: usize,
+    pub unpublished: usize,
 }
 
 impl SweepReport {
@@ -63,6 +67,8 @@ impl SweepReport {
         self.failed += other.failed;
         self.resent += other.resent;
         self.ran += other.ran;
+        self.published += other.published;
+        self.unpublished += other.unpublished;
     }
 }
 
@@ -145,8 +151,7 @@ impl Dispatcher {
                         "its dispatcher stopped during each of {} attempts",
                         job.attempts
                     );
-                    if let Some(failed) = db::jobs::fail(&**db, job.id, &reason).await? {
-                        self.emit(Event::finished(&failed)).await;
+                    if db::jobs::fail(&**db, job.id, &reason).await?.is_some() {
                         report.failed += 1;
                     }
                 } else {
@@ -167,6 +172,12 @@ impl Dispatcher {
             }
         }
         report.ran = self.run_swept(to_run, deadline).await?;
+        if let Some(bus) = &self.state.bus {
+            match bus.drain(&self.state.db).await {
+                Ok(d) => (report.published, report.unpublished) = (d.published, d.failed),
+                Err(e) => tracing::warn!(error = %e, "sweep: outbox not drained"),
+            }
+        }
         if report != SweepReport::default() {
             tracing::warn!(?report, "sweep");
         } else {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use compute_dispatch::{Dispatcher, EventsQueue};
+use compute_dispatch::Dispatcher;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use mecapy_shared::db;
@@ -39,10 +39,6 @@ async fn compute(max_receives: u32) -> Compute {
     let dispatcher = Dispatcher {
         state: ctx.state.clone(),
         compute: compute_dispatch::Compute::Engine(Arc::new(runtime)),
-        events: Some(EventsQueue::with_client(
-            queues.sqs.clone(),
-            &queues.events_url,
-        )),
         retries: None,
         compute_queue: None,
         concurrency: 2,
@@ -170,18 +166,37 @@ print("mean", result["mean_y"])
         .unwrap();
     assert_eq!(result, json!({"mean_y": 4.0, "n": 3}));
 
-    let events = c.queues.drain_events().await;
+    // Every change of the job is on the bus, after its commit, each with its schema.
+    let events = c
+        .queues
+        .events_until("CalculationFinished", &id, Duration::from_secs(30))
+        .await;
     let kinds: Vec<&str> = events
         .iter()
-        .map(|e| e["type"].as_str().unwrap_or(""))
+        .map(|e| e["detail-type"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(
         kinds,
-        ["CalculationStarted", "CalculationFinished"],
+        [
+            "CalculationQueued",
+            "CalculationStarted",
+            "CalculationFinished"
+        ],
         "{events:?}"
     );
-    assert_eq!(events[1]["status"], "succeeded");
-    assert_eq!(events[1]["job_id"], id.as_str());
+    for e in &events {
+        assert_eq!(e["source"], "mecapy");
+        let kind = e["detail-type"].as_str().unwrap();
+        mecapy_shared::events::Event::parse(kind, e["detail"].clone())
+            .unwrap_or_else(|err| panic!("{kind} does not follow its schema: {err}"));
+    }
+    let finished = &events[2]["detail"];
+    assert_eq!(finished["status"], "succeeded");
+    assert_eq!(finished["job_id"], id.as_str());
+    assert_eq!(finished["exit_code"], 0);
+    assert_eq!(finished["links"]["self"], format!("/compute/{id}"));
+    assert!(finished["duration_ms"].as_i64().is_some(), "{finished}");
+    assert_eq!(events[1]["detail"]["attempt"], 1);
 }
 
 /// The python tool allows matplotlib (migrations/0007_matplotlib.sql) and its image has it: a
@@ -419,10 +434,10 @@ async fn the_same_event_delivered_twice_runs_the_job_once() {
     assert_eq!(job["attempts"], 1);
     let started = c
         .queues
-        .drain_events()
+        .events_until("CalculationFinished", &id, Duration::from_secs(30))
         .await
         .iter()
-        .filter(|e| e["type"] == "CalculationStarted")
+        .filter(|e| e["detail-type"] == "CalculationStarted")
         .count();
     assert_eq!(started, 1);
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use compute_dispatch::{Compute, Dispatcher, EventsQueue};
+use compute_dispatch::{Compute, Dispatcher};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
 use mecapy_shared::sandbox::DockerRuntime;
@@ -90,10 +90,6 @@ async fn setup(
     let dispatcher = Dispatcher {
         state: ctx.state.clone(),
         compute: Compute::Engine(Arc::new(runtime)),
-        events: Some(EventsQueue::with_client(
-            queues.sqs.clone(),
-            &queues.events_url,
-        )),
         retries: None,
         compute_queue: None,
         concurrency: 2,

@@ -381,7 +381,7 @@ async fn a_killed_dispatcher_leaves_no_container_and_its_job_still_ends() {
     ] {
         env.insert(k.into(), v);
     }
-    env.remove("EVENTS_QUEUE_URL");
+    env.remove("EVENT_BUS_NAME");
     let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_compute-dispatch"))
         .env_clear()
         .envs(&env)

@@ -15,7 +15,7 @@ use mecapy_shared::api::{
 use mecapy_shared::db::{self, files::FileRow, files::Stored, DbError};
 use mecapy_shared::http::{self, ApiError};
 use mecapy_shared::storage::{self, FileName};
-use mecapy_shared::AppState;
+use mecapy_shared::{uploads, AppState};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -95,7 +95,11 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
     };
     match db::files::mark_available(&**db, &reserved, &stored).await {
         Ok(Some(row)) => Ok(http::json(StatusCode::CREATED, &view(&state, row).await?)),
-        Ok(None) => Err(conflict(file.filename.as_str())),
+        // Its object's S3 event may have finished it first.
+        Ok(None) => {
+            let row = uploads::finished_meanwhile(&**db, &reserved).await?;
+            Ok(http::json(StatusCode::CREATED, &view(&state, row).await?))
+        }
         Err(e) => {
             // The row could not be completed: take the object back so none exists without it.
             if let Err(delete) = state.storage.delete(&key).await {
@@ -153,42 +157,15 @@ async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiErr
     ))
 }
 
-/// `POST /files/{id}/complete`: records a presigned upload once its object exists.
+/// `POST /files/{id}/complete`: records a presigned upload once its object exists (its S3 event
+/// may have done so already: then this only answers).
 async fn complete(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
     let row = db::files::get(&**db, user.id, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
-    if row.status == "available" {
-        return Ok(http::json(StatusCode::OK, &view(&state, row).await?));
-    }
-    let info = state.storage.head(&row.s3_key).await?.ok_or_else(|| {
-        ApiError::Conflict(
-            "the object has not been uploaded yet: PUT it to the presigned URL first".into(),
-        )
-    })?;
-    if info.size as u64 > state.config.max_presigned_bytes {
-        state.storage.delete(&row.s3_key).await?;
-        db::files::release(&**db, &row).await?;
-        return Err(ApiError::PayloadTooLarge(format!(
-            "files are limited to {} bytes; the upload was discarded",
-            state.config.max_presigned_bytes
-        )));
-    }
-    let sha256 = state.storage.sha256(&row.s3_key).await?;
-    let content_type = info
-        .content_type
-        .unwrap_or_else(|| row.content_type.clone());
-    let stored = Stored {
-        size_bytes: info.size,
-        sha256: &sha256,
-        etag: info.etag.as_deref(),
-        content_type: &content_type,
-    };
-    let done = db::files::mark_available(&**db, &row, &stored)
-        .await?
-        .ok_or_else(|| conflict(&row.filename))?;
+    let done = uploads::finalise(&state, &**db, row).await?;
     Ok(http::json(StatusCode::OK, &view(&state, done).await?))
 }
 

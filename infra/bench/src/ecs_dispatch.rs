@@ -2,8 +2,8 @@
 //! (claim it, read its manifest, HEAD its code, write its stage document, start its task and
 //! return), timed as `Dispatcher::run_job` against moto (the ECS API, as
 //! `functions/compute-dispatch/tests/ecs.rs` uses it: a cluster of one instance, a registered
-//! task definition), LocalStack S3 and PostgreSQL, with the events and compute queues of the
-//! deployed function (LocalStack SQS). No task runs: moto only records it.
+//! task definition), LocalStack S3 and PostgreSQL, with the event bus and compute queue of the
+//! deployed function (LocalStack EventBridge and SQS). No task runs: moto only records it.
 //!
 //! How to read it: `run_job`'s wall time is the invocation's own work for one record, what the
 //! Lambda bills minus the runtime's overhead (the batch parsed, the reply; about a millisecond).
@@ -29,7 +29,7 @@ use aws_smithy_runtime_api::client::runtime_components::{
     RuntimeComponents, RuntimeComponentsBuilder,
 };
 use aws_smithy_types::config_bag::ConfigBag;
-use compute_dispatch::{Compute, ComputeQueue, Dispatcher, EcsCompute, EventsQueue};
+use compute_dispatch::{Compute, ComputeQueue, Dispatcher, EcsCompute};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
 use mecapy_shared::sandbox::ecs::{self, EcsLauncher};
@@ -242,7 +242,7 @@ pub async fn measure() {
         let (sqs, name) = (sqs.clone(), format!("{}-ecs-{kind}", ctx.bucket));
         async move { create_queue(&sqs, &name, vec![]).await }
     };
-    let (events_url, compute_url) = (queue("events").await, queue("compute").await);
+    let compute_url = queue("compute").await;
 
     let cluster = cluster_with_instance().await;
     let family = register(&Restrictions::of(&Limits::default())).await;
@@ -257,7 +257,6 @@ pub async fn measure() {
         }),
         16,
     );
-    dispatcher.events = Some(EventsQueue::with_client(sqs.clone(), &events_url));
     dispatcher.compute_queue = Some(ComputeQueue::new(sqs.clone(), &compute_url));
 
     let mut ids = Vec::with_capacity(jobs + 1);
@@ -292,9 +291,7 @@ pub async fn measure() {
             per_job.push(made);
         }
     }
-    for url in [&events_url, &compute_url] {
-        let _ = sqs.delete_queue().queue_url(url).send().await;
-    }
+    let _ = sqs.delete_queue().queue_url(&compute_url).send().await;
 
     let mut sorted = times.clone();
     sorted.sort();

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use compute_dispatch::{Dispatcher, EventsQueue};
+use compute_dispatch::Dispatcher;
 use lambda_http::Body;
 use mecapy_shared::sandbox::{ContainerRuntime, DockerRuntime, JobSpec, Limits};
 use mecapy_shared::testing::request;
@@ -236,10 +236,6 @@ async fn compute(ctx: &TestContext, token: &str) {
     let dispatcher = Arc::new(Dispatcher {
         state: ctx.state.clone(),
         compute: compute_dispatch::Compute::Engine(runtime.clone()),
-        events: Some(EventsQueue::with_client(
-            queues.sqs.clone(),
-            &queues.events_url,
-        )),
         retries: None,
         compute_queue: None,
         concurrency: 2,

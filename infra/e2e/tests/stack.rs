@@ -39,20 +39,29 @@ fn unique(prefix: &str, ext: &str) -> String {
     )
 }
 
-/// Takes the `count` lifecycle events of `job` off the stack's events queue (other tests'
-/// events are left alone).
+/// Takes the `count` events of `job` off the stack's events queue (the bus's rule target; other
+/// tests' events are left alone): each one's detail, checked against its schema, with its
+/// `DetailType` as `type`.
 async fn take_events(env: &StackEnv, job: &str, count: usize) -> Vec<Value> {
     let queues = Queues::new(env).await;
-    let needle = format!("\"job_id\":\"{job}\"");
     let bodies = queues
         .take_matching(&env.events_queue_url, count, Duration::from_secs(45), |b| {
-            b.contains(&needle)
+            b.contains(job)
         })
         .await
         .unwrap_or_else(|e| panic!("events of job {job}: {e}"));
     bodies
         .iter()
-        .map(|b| serde_json::from_str(b).expect("events are JSON"))
+        .map(|b| {
+            let envelope: Value = serde_json::from_str(b).expect("events are JSON");
+            assert_eq!(envelope["source"], "mecapy", "{envelope}");
+            let kind = envelope["detail-type"].as_str().unwrap_or("").to_string();
+            let mut detail = envelope["detail"].clone();
+            mecapy_shared::events::Event::parse(&kind, detail.clone())
+                .unwrap_or_else(|e| panic!("{kind} does not follow its schema ({e}): {envelope}"));
+            detail["type"] = kind.into();
+            detail
+        })
         .collect()
 }
 
@@ -137,7 +146,7 @@ async fn the_demo_journey_succeeds() {
         (fit["intercept"].as_f64().unwrap() - DEMO_INTERCEPT).abs() < 1e-9,
         "{fit}"
     );
-    take_events(&env, &result.job_id, 2).await;
+    take_events(&env, &result.job_id, 3).await;
 }
 
 #[tokio::test]
@@ -214,7 +223,7 @@ async fn a_manifest_in_the_bucket_runs_the_job_through_sqs_and_the_dispatch_lamb
         .unwrap_or_else(|| panic!("no stdout of {id} in bucket {}", env.bucket));
     assert_eq!(stored.as_ref(), stdout.as_bytes());
 
-    let events = take_events(&env, &id, 2).await;
+    let events = take_events(&env, &id, 3).await;
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["type"].as_str().unwrap_or(""))
@@ -302,7 +311,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_with_its_job_error() {
             );
             // One CalculationStarted per claim, then the CalculationFinished of the give-up.
             let attempts = job["attempts"].as_u64().unwrap() as usize;
-            let events = take_events(&env, &id, attempts + 1).await;
+            let events = take_events(&env, &id, attempts + 2).await;
             let finished: Vec<&Value> = events
                 .iter()
                 .filter(|e| e["type"] == "CalculationFinished")
@@ -707,6 +716,6 @@ async fn a_redeployment_keeps_files_and_jobs() {
         &env,
     );
     assert_eq!(stdout.trim(), "6");
-    take_events(&env, &job_id, 2).await;
-    take_events(&env, &new_job, 2).await;
+    take_events(&env, &job_id, 3).await;
+    take_events(&env, &new_job, 3).await;
 }

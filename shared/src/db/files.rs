@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::DbError;
+use super::{outbox, DbError};
 
 /// A stored file (`pending` while its upload is under way, then `available`).
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -86,7 +86,8 @@ pub async fn reserve(
     Ok(row.as_ref().map(FileRow::from))
 }
 
-/// Marks a reservation available once its object is known to exist. `None` if another upload
+/// Marks a reservation available once its object is known to exist, and records its
+/// `FileUploaded` event. `None` if another upload
 /// took the reservation over meanwhile (or it vanished).
 pub async fn mark_available(
     db: &impl GenericClient,
@@ -95,10 +96,16 @@ pub async fn mark_available(
 ) -> Result<Option<FileRow>, DbError> {
     let row = db
         .query_opt(
-            "UPDATE files SET status = 'available', size_bytes = $3, sha256 = $4, etag = $5,
-                 content_type = $6, completed_at = now(), updated_at = now()
-             WHERE id = $1 AND upload_id = $2 AND status = 'pending'
-             RETURNING *",
+            &format!(
+                "WITH changed AS (
+                     UPDATE files SET status = 'available', size_bytes = $3, sha256 = $4,
+                         etag = $5, content_type = $6, completed_at = now(), updated_at = now()
+                     WHERE id = $1 AND upload_id = $2 AND status = 'pending'
+                     RETURNING *)
+                 {}
+                 SELECT * FROM changed",
+                outbox::emit("FileUploaded", "changed")
+            ),
             &[
                 &reserved.id,
                 &reserved.upload_id,
@@ -152,4 +159,50 @@ pub async fn list(
         )
         .await?;
     Ok(rows.iter().map(FileRow::from).collect())
+}
+
+/// The row of an object key, whatever its status (an S3 event names only the key).
+pub async fn by_key(db: &impl GenericClient, s3_key: &str) -> Result<Option<FileRow>, DbError> {
+    let row = db
+        .query_opt("SELECT * FROM files WHERE s3_key = $1", &[&s3_key])
+        .await?;
+    Ok(row.as_ref().map(FileRow::from))
+}
+
+/// Records an object that has no row (before it is removed): its id.
+pub async fn record_orphan(
+    db: &impl GenericClient,
+    s3_key: &str,
+    size_bytes: Option<i64>,
+    etag: Option<&str>,
+) -> Result<Uuid, DbError> {
+    let row = db
+        .query_one(
+            "INSERT INTO orphan_objects (s3_key, size_bytes, etag) VALUES ($1, $2, $3) RETURNING id",
+            &[&s3_key, &size_bytes, &etag],
+        )
+        .await?;
+    Ok(row.get("id"))
+}
+
+/// The orphan's object is gone from the bucket.
+pub async fn orphan_removed(db: &impl GenericClient, id: Uuid) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE orphan_objects SET removed_at = now() WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The orphans recorded for a key: `(removed)` each, oldest first.
+pub async fn orphans_of(db: &impl GenericClient, s3_key: &str) -> Result<Vec<bool>, DbError> {
+    let rows = db
+        .query(
+            "SELECT removed_at IS NOT NULL AS removed FROM orphan_objects
+             WHERE s3_key = $1 ORDER BY found_at",
+            &[&s3_key],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get("removed")).collect())
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::DbError;
+use super::{outbox, DbError};
 use crate::jobs::JobStatus;
 
 /// A computation and what became of it.
@@ -101,13 +101,21 @@ pub struct NewJob<'a> {
 /// Runs `sql` (which must end in `RETURNING *`) and returns the changed row with its tool's
 /// name: the outer query joins the CTE's own rows, since it cannot see the new versions in
 /// `jobs` (one snapshot for the whole statement).
+/// With `event`, the change records that event in the outbox in the same statement.
 async fn returning(
     db: &impl GenericClient,
     sql: &str,
+    event: Option<&'static str>,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Option<Job>, DbError> {
+    let emitted = event
+        .map(|kind| outbox::emit(kind, "out"))
+        .unwrap_or_default();
     let wrapped = format!(
-        "WITH changed AS ({sql}) SELECT c.*, t.name AS tool FROM changed c JOIN tools t ON t.id = c.tool_id"
+        "WITH changed AS ({sql}),
+              out AS (SELECT c.*, t.name AS tool FROM changed c JOIN tools t ON t.id = c.tool_id)
+              {emitted}
+         SELECT * FROM out"
     );
     let row = db.query_opt(&wrapped, params).await?;
     Ok(row.as_ref().map(Job::from))
@@ -118,6 +126,7 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob<'_>) -> Result<Job, Db
         db,
         "INSERT INTO jobs (user_id, tool_id, image, limits, args, code_sha256, inputs)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+        Some("CalculationQueued"),
         &[
             &job.user_id,
             &job.tool_id,
@@ -132,10 +141,13 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob<'_>) -> Result<Job, Db
     .ok_or_else(|| DbError::Migration("inserted job not found".into()))
 }
 
-/// Removes a job that was never accepted (its files could not be written).
+/// Removes a job that was never accepted (its files could not be written), with its
+/// `CalculationQueued` event if the bus does not have it yet.
 pub async fn delete_unaccepted(db: &impl GenericClient, id: Uuid) -> Result<(), DbError> {
     db.execute(
-        "DELETE FROM jobs WHERE id = $1 AND status = 'queued'",
+        "WITH gone AS (DELETE FROM jobs WHERE id = $1 AND status = 'queued' RETURNING id)
+         DELETE FROM event_outbox o USING gone
+         WHERE o.subject_id = gone.id AND o.published_at IS NULL",
         &[&id],
     )
     .await?;
@@ -187,6 +199,7 @@ pub async fn cancel(
         db,
         "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
          WHERE id = $1 AND user_id = $2 AND status = 'queued' RETURNING *",
+        Some("CalculationFinished"),
         &[&id, &user_id],
     )
     .await
@@ -212,6 +225,7 @@ pub async fn claim(
          WHERE id = $1 AND (status = 'queued'
              OR (status = 'running' AND lease_expires_at < now() AND attempts < $3))
          RETURNING *",
+        Some("CalculationStarted"),
         &[&id, &margin.as_secs_f64(), &(max_attempts as i32)],
     )
     .await
@@ -255,6 +269,7 @@ pub async fn requeue_expired(
         "UPDATE jobs SET status = 'queued', started_at = NULL, lease_expires_at = NULL,
              error = $2, updated_at = now()
          WHERE id = $1 AND status = 'running' AND lease_expires_at < now() RETURNING *",
+        None,
         &[&id, &reason],
     )
     .await
@@ -288,6 +303,7 @@ pub async fn fail(db: &impl GenericClient, id: Uuid, reason: &str) -> Result<Opt
         "UPDATE jobs SET status = 'error', error = $2, finished_at = now(), updated_at = now(),
              lease_expires_at = NULL
          WHERE id = $1 AND status IN ('queued', 'running') RETURNING *",
+        Some("CalculationFinished"),
         &[&id, &reason],
     )
     .await
@@ -319,6 +335,7 @@ pub async fn finish(
              outputs_truncated = $10, error = NULL, finished_at = now(), updated_at = now(),
              lease_expires_at = NULL
          WHERE id = $1 AND status = 'running' RETURNING *",
+        Some("CalculationFinished"),
         &[
             &id,
             &f.status.as_str(),

@@ -5,7 +5,7 @@ use serde::Serialize;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::DbError;
+use super::{outbox, DbError};
 use crate::auth::Claims;
 
 /// A user, as the identity provider knows it.
@@ -38,19 +38,26 @@ impl From<&Row> for User {
     }
 }
 
-/// At login: creates the user or refreshes its profile from the token, and stamps the login.
+/// At login: creates the user or refreshes its profile from the token, stamps the login and
+/// records its `UserLogin` event.
 pub async fn upsert_login(db: &impl GenericClient, claims: &Claims) -> Result<User, DbError> {
     let row = db
         .query_one(
-            "INSERT INTO users (keycloak_sub, email, name, username, last_login_at)
-             VALUES ($1, $2, $3, $4, now())
-             ON CONFLICT (keycloak_sub) DO UPDATE SET
-                 email = COALESCE(EXCLUDED.email, users.email),
-                 name = COALESCE(EXCLUDED.name, users.name),
-                 username = COALESCE(EXCLUDED.username, users.username),
-                 last_login_at = now(),
-                 updated_at = now()
-             RETURNING *",
+            &format!(
+                "WITH changed AS (
+                     INSERT INTO users (keycloak_sub, email, name, username, last_login_at)
+                     VALUES ($1, $2, $3, $4, now())
+                     ON CONFLICT (keycloak_sub) DO UPDATE SET
+                         email = COALESCE(EXCLUDED.email, users.email),
+                         name = COALESCE(EXCLUDED.name, users.name),
+                         username = COALESCE(EXCLUDED.username, users.username),
+                         last_login_at = now(),
+                         updated_at = now()
+                     RETURNING *)
+                 {}
+                 SELECT * FROM changed",
+                outbox::emit("UserLogin", "changed")
+            ),
             &[
                 &claims.sub,
                 &claims.email,
