@@ -250,6 +250,7 @@ print("\n".join(tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["deploy"
   [[ $CONFIG_ENV != localstack ]] || api_matches_template ||
     fail "the API of stack $STACK_NAME lacks its stage or routes of template.yaml (LocalStack cannot update a REST API): restart LocalStack (\`infra/services.sh down localstack && make deploy\`; the stack is created again)" "$log"
   outputs >/dev/null
+  [[ $CONFIG_ENV != localstack ]] || bucket_sends_events_to_eventbridge
   wait_functions_active
   console_upload
   say "deployed in $((SECONDS - start)) s: $status"
@@ -273,6 +274,23 @@ api_matches_template() {
   for path in $(grep -oP 'RestApiId: !Ref Api, Path: "?\K[^",]+' template.yaml); do
     [[ " ${routes//$'\t'/ } " == *" $path "* ]] || return 1
   done
+}
+
+# LocalStack 4.9.2 applies a bucket's NotificationConfiguration when it creates the bucket, not
+# when a stack update changes it: a stack deployed before UploadBucket sent its events to
+# EventBridge would stay without them. Add them (keeping its queue notifications) if missing.
+bucket_sends_events_to_eventbridge() {
+  local bucket config
+  bucket=$(aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation describe-stacks --stack-name "$STACK_NAME" \
+    --query "Stacks[0].Outputs[?OutputKey=='UploadBucketName'].OutputValue" --output text)
+  config=$(aws --endpoint-url "$AWS_ENDPOINT_URL" s3api get-bucket-notification-configuration --bucket "$bucket")
+  [[ $config == *EventBridgeConfiguration* ]] && return 0
+  say "bucket $bucket: its update did not turn on its EventBridge events (LocalStack): turning them on"
+  config=$(python3 -c 'import json, sys
+c = json.loads(sys.argv[1] or "{}"); c["EventBridgeConfiguration"] = {}; print(json.dumps(c))' "$config")
+  aws --endpoint-url "$AWS_ENDPOINT_URL" s3api put-bucket-notification-configuration --bucket "$bucket" \
+    --notification-configuration "$config" ||
+    fail "could not send the events of bucket $bucket to EventBridge"
 }
 
 # Functions become Active once their runtime reported ready; wait for it (and say which failed).

@@ -10,11 +10,13 @@ pub mod db;
 pub mod events;
 pub mod http;
 pub mod jobs;
+pub mod rules;
 pub mod sandbox;
 pub mod storage;
 pub mod telemetry;
 pub mod uploads;
 pub mod validation;
+pub mod webhooks;
 
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -29,6 +29,7 @@ async fn rerunning_migrations_is_a_no_op() {
             "orphan_objects",
             "schema_migrations",
             "tools",
+            "upload_rules",
             "users"
         ]
     );

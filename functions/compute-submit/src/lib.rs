@@ -7,14 +7,10 @@ use std::convert::Infallible;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use mecapy_shared::api::{JobLinks, JobView, OutputLink, Page, SubmitAccepted};
-use mecapy_shared::db::{self, jobs::Job, jobs::NewJob, DbError};
+use mecapy_shared::db::{self, jobs::Job, DbError};
 use mecapy_shared::http::{self, ApiError};
-use mecapy_shared::jobs::spec::{self, CodeSource};
-use mecapy_shared::jobs::{keys, JobStatus, Manifest, SubmitRequest};
-use mecapy_shared::validation::{self, Policy};
+use mecapy_shared::jobs::{self, keys, JobStatus, SubmitRequest};
 use mecapy_shared::AppState;
-use serde_json::json;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
@@ -45,87 +41,15 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such job".into()))
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
 /// `POST /compute {tool, code | file_id, input_file_ids?, args?}` → 202.
 async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let body: SubmitRequest = http::json_body(&req, state.config.max_json_bytes)?;
-    let max_code = state.config.max_code_bytes;
-    let source = body.check(max_code)?;
-
     let db = state.db.get().await.map_err(DbError::from)?;
-    let tool = db::tools::by_name(&**db, &body.tool)
+    let job = jobs::submit::submit(&state, &**db, user.id, &body, None)
         .await?
-        .ok_or_else(|| ApiError::bad_field("tool", format!("unknown tool {:?}", body.tool)))?;
-
-    let code = match source {
-        CodeSource::Inline(code) => code,
-        CodeSource::File(file_id) => {
-            let file = db::files::get(&**db, user.id, file_id)
-                .await?
-                .filter(|f| f.status == "available")
-                .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
-            spec::check_code_size(file.size_bytes.unwrap_or(0).max(0) as u64, max_code)?;
-            let bytes = state
-                .storage
-                .get(&file.s3_key, max_code as u64)
-                .await?
-                .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
-            spec::code_from_file(&bytes)?
-        }
-    };
-
-    let findings = validation::validate(&code, &Policy::from_allowed(&tool.allowed_imports));
-    if !findings.is_empty() {
-        return Err(ApiError::Unprocessable {
-            detail: format!(
-                "the code was refused by static validation: {} finding{}",
-                findings.len(),
-                if findings.len() == 1 { "" } else { "s" }
-            ),
-            findings,
-        });
-    }
-
-    let mut files = Vec::with_capacity(body.input_file_ids.len());
-    for id in &body.input_file_ids {
-        let file = db::files::get(&**db, user.id, *id)
-            .await?
-            .filter(|f| f.status == "available")
-            .ok_or_else(|| ApiError::NotFound(format!("no such input file {id}")))?;
-        files.push(file);
-    }
-    let inputs = spec::unique_inputs(files);
-
-    let limits = spec::limits_for(&tool);
-    let image = spec::image_for(&tool, state.config.compute_image.as_deref());
-    let code_sha256 = sha256_hex(code.as_bytes());
-    let job = db::jobs::insert(
-        &**db,
-        &NewJob {
-            user_id: user.id,
-            tool_id: tool.id,
-            image: &image,
-            limits: &json!(limits),
-            args: &json!(body.args),
-            code_sha256: &code_sha256,
-            inputs: &json!(inputs),
-        },
-    )
-    .await?;
-
-    let manifest = Manifest::new(&job, &body, code_sha256, inputs, limits);
-    // The code first, the manifest last: the manifest's creation dispatches the job.
-    if let Err(e) = write_job_files(&state, &manifest, code).await {
-        if let Err(cleanup) = db::jobs::delete_unaccepted(&**db, job.id).await {
-            tracing::error!(job_id = %job.id, error = %cleanup, "unaccepted job row left queued");
-        }
-        return Err(e);
-    }
-    tracing::info!(job_id = %job.id, tool = %tool.name, "job accepted");
+        .job;
+    tracing::info!(job_id = %job.id, tool = %job.tool, "job accepted");
     Ok(http::json(
         StatusCode::ACCEPTED,
         &SubmitAccepted {
@@ -134,31 +58,6 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
             status: job.status,
         },
     ))
-}
-
-async fn write_job_files(
-    state: &AppState,
-    manifest: &Manifest,
-    code: String,
-) -> Result<(), ApiError> {
-    state
-        .storage
-        .put(
-            &manifest.code_key,
-            bytes::Bytes::from(code),
-            "text/x-python",
-        )
-        .await?;
-    let body = serde_json::to_vec(manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
-    state
-        .storage
-        .put(
-            &keys::manifest(manifest.job_id),
-            body.into(),
-            "application/json",
-        )
-        .await?;
-    Ok(())
 }
 
 /// `GET /compute/{id}`: status, timings, exit code, and presigned links to the results.

@@ -240,6 +240,81 @@ async fn a_manifest_in_the_bucket_runs_the_job_through_sqs_and_the_dispatch_lamb
     assert_eq!(finished_event["duration_ms"], job["duration_ms"]);
 }
 
+/// The bucket is the source of truth: through S3 -> EventBridge -> SQS -> the upload-events
+/// Lambda, a presigned PUT nobody completes becomes available (and announced), and an object
+/// written behind the API's back is removed.
+#[tokio::test]
+async fn uploads_are_finished_and_strays_removed_by_the_buckets_own_events() {
+    let _shared = STACK.read().await;
+    let env = ready().await;
+    let api = Api::new(&env.api_url);
+    let token = ok(
+        Provider::new(&env).token_for("e2e-bucket-events").await,
+        &env,
+    );
+    let name = unique("no complete", "csv");
+    let grant = ok(
+        ok(
+            api.post_json(
+                "/files/presign",
+                Some(&token),
+                &json!({"filename": name, "content_type": "text/csv"}),
+            )
+            .await,
+            &env,
+        )
+        .expect(201),
+        &env,
+    );
+    let id = grant["file"]["id"].as_str().unwrap().to_string();
+    let data = b"t,v\n0,1\n1,3\n".to_vec();
+    let put = reqwest::Client::new()
+        .put(grant["upload"]["url"].as_str().unwrap())
+        .header("content-type", "text/csv")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("presigned PUT: {e}"));
+    assert!(put.status().is_success(), "presigned PUT: {}", put.status());
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let file = loop {
+        let file = ok(
+            ok(api.get(&format!("/files/{id}"), Some(&token)).await, &env).expect(200),
+            &env,
+        );
+        if file["status"] == "available" {
+            break file;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no /complete and still {file} after 60 s: upload-events did not finish it\nwhere to look: {}",
+            env.where_to_look()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(file["size_bytes"], data.len());
+    let events = take_events(&env, &id, 1).await;
+    assert_eq!(events[0]["type"], "FileUploaded", "{events:?}");
+    assert_eq!(events[0]["sha256"], file["sha256"]);
+
+    let storage = mecapy_shared::testing::storage_at(env.endpoint(), &env.bucket, &env.local).await;
+    let stray = format!("{}/{}", uuid::Uuid::new_v4(), unique("stray", "csv"));
+    storage
+        .put(&stray, bytes::Bytes::from_static(b"x"), "text/csv")
+        .await
+        .expect("S3 put");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while storage.head(&stray).await.expect("S3 head").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{stray} has no row and is still in the bucket after 60 s\nwhere to look: {}",
+            env.where_to_look()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_poison_message_ends_in_the_dead_letter_queue_with_its_job_error() {
     let _shared = STACK.read().await;

@@ -31,6 +31,9 @@ use crate::sandbox::Limits;
     JobLinks,
     Page<Job>,
     Job,
+    crate::rules::RuleRequest,
+    crate::db::rules::Rule,
+    Page<crate::db::rules::Rule>,
     JobStatus,
     Limits,
     Input,
@@ -91,6 +94,7 @@ enum Success {
 const AUTH: &str = "auth";
 const FILES: &str = "files";
 const COMPUTE: &str = "compute";
+const RULES: &str = "rules";
 const DOCS: &str = "documentation";
 
 const OPERATIONS: &[Operation] = &[
@@ -278,6 +282,74 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Json(200, "JobView", "The cancelled job"),
         errors: &[404, 405, 409],
+        links: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/rules",
+        id: "createRule",
+        tag: RULES,
+        summary: "Run a computation on every matching upload",
+        description: "When the caller uploads a file whose name matches `filename_glob` (and \
+            whose content type matches `content_type`, when given), the rule submits a job: its \
+            tool, its code (inline, or read from `code_file_id` each time) and its arguments, \
+            with the file under `/work/inputs/{filename}`. One job per rule and upload, however \
+            the upload finished (direct, `/complete`, or its storage event); the job names the \
+            rule and the upload (`rule_id`, `upload_file_id`). The rule is checked now as a \
+            submission would be (422 with the findings); a rule whose code stops passing later \
+            is disabled with its reason. At most 20 rules per user (409); an upload starts at \
+            most 5 jobs (its oldest matching rules).",
+        auth: true,
+        parameters: &[],
+        body: Body::Json {
+            schema: "RuleRequest",
+            required: true,
+        },
+        success: Success::Json(201, "Rule", "The rule, enabled"),
+        errors: &[400, 404, 405, 409, 413, 415, 422],
+        links: &[("getRule", "/id"), ("deleteRule", "/id")],
+    },
+    Operation {
+        method: "get",
+        path: "/rules",
+        id: "listRules",
+        tag: RULES,
+        summary: "List my upload rules",
+        description: "All of the caller's rules, in the order they fire (oldest first).",
+        auth: true,
+        parameters: &[],
+        body: Body::None,
+        success: Success::Json(200, "Page_Rule", "The rules"),
+        errors: &[405],
+        links: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/rules/{id}",
+        id: "getRule",
+        tag: RULES,
+        summary: "An upload rule",
+        description: "The rule, whether it is enabled, and why not. Another user's rule is a 404.",
+        auth: true,
+        parameters: &[Param::Id],
+        body: Body::None,
+        success: Success::Json(200, "Rule", "The rule"),
+        errors: &[404, 405],
+        links: &[],
+    },
+    Operation {
+        method: "delete",
+        path: "/rules/{id}",
+        id: "deleteRule",
+        tag: RULES,
+        summary: "Delete an upload rule",
+        description: "The rule fires no more; the jobs it started stay (their `rule_id` is then \
+            null).",
+        auth: true,
+        parameters: &[Param::Id],
+        body: Body::None,
+        success: Success::Json(200, "Rule", "The deleted rule"),
+        errors: &[404, 405],
         links: &[],
     },
     Operation {
@@ -543,6 +615,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
             { "name": AUTH, "description": "Logging in through the identity provider" },
             { "name": FILES, "description": "Files, stored at `{user_id}/{filename}`" },
             { "name": COMPUTE, "description": "Computations run in isolated containers" },
+            { "name": RULES, "description": "Computations that uploads start by themselves" },
             { "name": DOCS, "description": "This document" },
         ],
         "paths": paths,

@@ -48,6 +48,10 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// While `running`: until when the claiming dispatcher holds the job.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The upload rule that started it, and the upload (file) that set the rule off; none for
+    /// a job submitted with `POST /compute`.
+    pub rule_id: Option<Uuid>,
+    pub upload_file_id: Option<Uuid>,
 }
 
 impl Job {
@@ -84,6 +88,8 @@ impl From<&Row> for Job {
             started_at: r.get("started_at"),
             finished_at: r.get("finished_at"),
             lease_expires_at: r.get("lease_expires_at"),
+            rule_id: r.get("rule_id"),
+            upload_file_id: r.get("upload_file_id"),
         }
     }
 }
@@ -96,6 +102,8 @@ pub struct NewJob<'a> {
     pub args: &'a Value,
     pub code_sha256: &'a str,
     pub inputs: &'a Value,
+    /// Set for a job an upload rule starts: `(rule, upload)`, one job each.
+    pub origin: Option<(Uuid, Uuid)>,
 }
 
 /// Runs `sql` (which must end in `RETURNING *`) and returns the changed row with its tool's
@@ -121,11 +129,15 @@ async fn returning(
     Ok(row.as_ref().map(Job::from))
 }
 
-pub async fn insert(db: &impl GenericClient, job: &NewJob<'_>) -> Result<Job, DbError> {
+pub async fn insert(db: &impl GenericClient, job: &NewJob<'_>) -> Result<Option<Job>, DbError> {
+    let (rule_id, upload_file_id) = job.origin.unzip();
     returning(
         db,
-        "INSERT INTO jobs (user_id, tool_id, image, limits, args, code_sha256, inputs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+        "INSERT INTO jobs (user_id, tool_id, image, limits, args, code_sha256, inputs, rule_id,
+                           upload_file_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (rule_id, upload_file_id) WHERE rule_id IS NOT NULL DO NOTHING
+         RETURNING *",
         Some("CalculationQueued"),
         &[
             &job.user_id,
@@ -135,10 +147,26 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob<'_>) -> Result<Job, Db
             job.args,
             &job.code_sha256,
             job.inputs,
+            &rule_id,
+            &upload_file_id,
         ],
     )
-    .await?
-    .ok_or_else(|| DbError::Migration("inserted job not found".into()))
+    .await
+}
+
+/// The job a rule started for an upload, if it did.
+pub async fn of_origin(
+    db: &impl GenericClient,
+    rule_id: Uuid,
+    upload_file_id: Uuid,
+) -> Result<Option<Job>, DbError> {
+    let row = db
+        .query_opt(
+            &format!("{SELECT} WHERE j.rule_id = $1 AND j.upload_file_id = $2"),
+            &[&rule_id, &upload_file_id],
+        )
+        .await?;
+    Ok(row.as_ref().map(Job::from))
 }
 
 /// Removes a job that was never accepted (its files could not be written), with its

@@ -5,6 +5,7 @@ pub mod files;
 pub mod jobs;
 pub mod migrate;
 pub mod outbox;
+pub mod rules;
 pub mod tls;
 pub mod tools;
 pub mod users;

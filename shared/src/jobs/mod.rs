@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub mod spec;
 pub mod stage;
 pub mod stager;
+pub mod submit;
 pub use spec::{Input, Manifest, SubmitRequest};
 pub use stage::StageDocument;
 
