@@ -86,13 +86,18 @@ impl Default for DemoOptions {
 }
 
 /// Step names, in order.
-pub const STEPS: [&str; 5] = [
+pub const STEPS: [&str; 6] = [
     "log in through the OIDC provider",
     "upload the measurements (multipart POST /files)",
     "submit the numpy fit (POST /compute)",
     "wait for the job (GET /compute/{id})",
     "fetch stdout and plot.png (presigned links)",
+    "upload a CSV matching alice's rule: its job starts by itself",
 ];
+
+/// Alice's upload rule in the demo: its uploads named so run [`RULE_CODE`] by themselves.
+pub const RULE_GLOB: &str = "auto-*.csv";
+pub const RULE_CODE: &str = "import csv\nprint('started by the upload rule')\n";
 
 /// The output the demo job draws: the measured points and the fitted line.
 pub const DEMO_PLOT: &str = "plot.png";
@@ -172,6 +177,29 @@ async fn step<T>(
             None
         }
     }
+}
+
+/// The id of alice's enabled rule for [`RULE_GLOB`], created the first time.
+async fn alices_rule(api: &Api, token: &str) -> Result<String, Failure> {
+    let rules = api.get("/rules", Some(token)).await?.expect(200)?;
+    let existing = rules["items"].as_array().and_then(|items| {
+        items
+            .iter()
+            .find(|r| {
+                r["filename_glob"] == RULE_GLOB && r["enabled"] == true && r["code"] == RULE_CODE
+            })
+            .and_then(|r| r["id"].as_str().map(str::to_string))
+    });
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let body = json!({"filename_glob": RULE_GLOB, "content_type": "text/csv", "tool": "python", "code": RULE_CODE});
+    let reply = api.post_json("/rules", Some(token), &body).await?;
+    let rule = reply.expect(201)?;
+    rule["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| reply.failure("no id"))
 }
 
 /// `POST /compute`; the job id.
@@ -347,6 +375,63 @@ async fn run(api: &Api, options: &DemoOptions, steps: &mut Vec<Step>) -> Option<
             plot.len()
         );
         Ok(((stdout, plot), summary))
+    })
+    .await?;
+
+    step(steps, STEPS[5], async {
+        let rule = alices_rule(api, &token).await?;
+        let name = format!("auto-{}", &filename["tensile-".len()..]);
+        let uploaded_at = Instant::now();
+        let reply = api.upload(&token, &name, "text/csv", &demo_csv()).await?;
+        let file = reply.expect(201)?;
+        let file_id = file["id"].as_str().unwrap_or_default().to_string();
+        let deadline = uploaded_at + options.job_deadline;
+        let job_id = loop {
+            let page = api.get("/compute?limit=20", Some(&token)).await?.expect(200)?;
+            let found = page["items"].as_array().and_then(|jobs| {
+                jobs.iter()
+                    .find(|j| j["upload_file_id"] == file_id.as_str())
+                    .and_then(|j| j["id"].as_str().map(str::to_string))
+            });
+            if let Some(id) = found {
+                break id;
+            }
+            if Instant::now() > deadline {
+                return Err(Failure::new(format!(
+                    "no job started by rule {rule} for {name} (file {file_id}) within {:?}",
+                    options.job_deadline
+                )));
+            }
+            tokio::time::sleep(options.poll_interval).await;
+        };
+        let accepted = uploaded_at.elapsed();
+        let (job, _) = wait_final(
+            api,
+            &token,
+            &job_id,
+            options.job_deadline,
+            options.poll_interval,
+        )
+        .await?;
+        if job["status"] != "succeeded" || job["rule_id"] != rule.as_str() {
+            return Err(Failure {
+                message: format!("the rule's job {job_id} ended {}", job["status"]),
+                status: Some(200),
+                body: Some(job.to_string()),
+            });
+        }
+        let started = chrono::DateTime::parse_from_rfc3339(job["started_at"].as_str().unwrap_or(""))
+            .ok()
+            .zip(chrono::DateTime::parse_from_rfc3339(job["created_at"].as_str().unwrap_or("")).ok())
+            .map(|(s, c)| (s - c).num_milliseconds());
+        Ok((
+            (),
+            format!(
+                "{name} → job {job_id} (rule {rule}) seen {} ms after the upload, started {} ms after it was queued, succeeded",
+                accepted.as_millis(),
+                started.map_or("?".into(), |ms| ms.to_string())
+            ),
+        ))
     })
     .await?;
 
