@@ -12,6 +12,7 @@ pub mod http;
 pub mod jobs;
 pub mod rules;
 pub mod sandbox;
+pub mod sqs_batch;
 pub mod storage;
 pub mod telemetry;
 pub mod uploads;

@@ -12,11 +12,10 @@
 //! untouched. A record whose storage or database was unreachable is a batch item failure: SQS
 //! delivers it again, then moves it to the dead-letter queue.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::StreamExt;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use mecapy_shared::db::{self, files::FileRow, DbError};
 use mecapy_shared::http::{error_chain, ApiError};
-use mecapy_shared::{storage, uploads, AppState};
+use mecapy_shared::{sqs_batch, storage, uploads, AppState};
 use serde::Deserialize;
 use tokio_postgres::GenericClient;
 
@@ -44,23 +43,10 @@ pub enum Outcome {
 
 /// Handles a batch; the records that should come back are its item failures.
 pub async fn handle(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
-    let results: Vec<(String, Result<Outcome, String>)> =
-        futures_util::stream::iter(event.records.into_iter().map(|message| async move {
-            let id = message.message_id.clone().unwrap_or_default();
-            (id, handle_message(state, &message).await)
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let mut response = SqsBatchResponse::default();
-    for (id, result) in results {
-        if let Err(reason) = result {
-            tracing::warn!(message_id = %id, reason, "upload event not handled; delivered again");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
+    let response = sqs_batch::handle(event, CONCURRENCY, "upload event", |message| async move {
+        handle_message(state, &message).await
+    })
+    .await;
     state.publish_events().await;
     response
 }

@@ -3,36 +3,22 @@
 //! record whose database or storage was unreachable is a batch item failure and comes back;
 //! the jobs it had already started are found again, not started twice.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::StreamExt;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use mecapy_shared::db::DbError;
 use mecapy_shared::events::{Event, FileUploaded};
 use mecapy_shared::http::error_chain;
 use mecapy_shared::rules::{self, Fired};
-use mecapy_shared::AppState;
+use mecapy_shared::{sqs_batch, AppState};
 
 /// Records of one batch handled at once.
 const CONCURRENCY: usize = 4;
 
 /// Handles a batch; the records that should come back are its item failures.
 pub async fn handle(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
-    let results: Vec<(String, Result<Option<Fired>, String>)> =
-        futures_util::stream::iter(event.records.into_iter().map(|message| async move {
-            let id = message.message_id.clone().unwrap_or_default();
-            (id, handle_message(state, &message).await)
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let mut response = SqsBatchResponse::default();
-    for (id, result) in results {
-        if let Err(reason) = result {
-            tracing::warn!(message_id = %id, reason, "upload not handled; delivered again");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
+    let response = sqs_batch::handle(event, CONCURRENCY, "upload", |message| async move {
+        handle_message(state, &message).await
+    })
+    .await;
     // The jobs' CalculationQueued events.
     state.publish_events().await;
     response
