@@ -98,7 +98,7 @@ browser-test:
 	infra/browser.sh test
 
 release:
-	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch -p upload-events -p rules -p upload-rules -p api-docs
+	cargo build --release -p login -p callback -p upload -p compute-submit -p compute-dispatch -p upload-events -p rules -p upload-rules -p webhooks -p api-docs
 
 # The stack is measured as AWS runs it: release builds of the functions (sam build takes minutes
 # more than the debug build `make deploy` makes; `make deploy` or `make test` puts debug back).

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::db::tls::{self, DatabaseConfig};
+use crate::webhooks::TargetPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -90,6 +91,16 @@ pub struct Config {
     /// compute-dispatch: where jobs run: none for the Docker engine (`COMPUTE_RUNTIME` unset or
     /// `docker`), else Amazon ECS (`COMPUTE_RUNTIME=ecs`).
     pub ecs: Option<EcsConfig>,
+    /// Signed webhooks: the key each user's signing secret is derived from (`WEBHOOK_SECRET`,
+    /// at least 32 bytes; none: `callback_url` is refused).
+    pub webhook_secret: Option<Vec<u8>>,
+    /// Where webhooks may go: https and public addresses only, unless the development settings
+    /// `WEBHOOK_ALLOW_HTTP=true` and `WEBHOOK_ALLOWED_PRIVATE` (a comma-separated list of IP
+    /// addresses, e.g. the docker bridge's 172.17.0.1) say otherwise.
+    pub webhook_policy: TargetPolicy,
+    /// webhooks: the queue a failed delivery's retry is put on, delayed by its backoff
+    /// (`WEBHOOKS_QUEUE_URL`; none: the retry waits for the sweep).
+    pub webhooks_queue_url: Option<String>,
 }
 
 /// Jobs on Amazon ECS (`COMPUTE_RUNTIME=ecs`).
@@ -216,6 +227,41 @@ impl Config {
             database_ca_cert.as_deref(),
         )?;
 
+        let webhook_secret = lookup("WEBHOOK_SECRET")
+            .filter(|v| !v.trim().is_empty())
+            .map(String::into_bytes);
+        if webhook_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::Invalid {
+                name: "WEBHOOK_SECRET",
+                reason: "must be at least 32 bytes".into(),
+            });
+        }
+        let webhook_policy = TargetPolicy {
+            allow_http: match lookup("WEBHOOK_ALLOW_HTTP").as_deref().map(str::trim) {
+                None | Some("") | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "WEBHOOK_ALLOW_HTTP",
+                        reason: format!("{other:?} is neither true nor false"),
+                    })
+                }
+            },
+            allowed_private: lookup("WEBHOOK_ALLOWED_PRIVATE")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<std::net::IpAddr>()
+                        .map_err(|_| ConfigError::Invalid {
+                            name: "WEBHOOK_ALLOWED_PRIVATE",
+                            reason: format!("{s:?} is not an IP address"),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
         Ok(Config {
             database_url,
             database_root_cert,
@@ -278,6 +324,9 @@ impl Config {
                     })
                 }
             },
+            webhook_secret,
+            webhook_policy,
+            webhooks_queue_url: lookup("WEBHOOKS_QUEUE_URL").filter(|v| !v.trim().is_empty()),
         })
     }
 }
@@ -307,6 +356,39 @@ mod tests {
 
     fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
         Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn webhooks_are_off_and_strict_by_default() {
+        let config = load(&base()).unwrap();
+        assert_eq!(config.webhook_secret, None);
+        assert_eq!(config.webhook_policy, TargetPolicy::default());
+
+        let mut vars = base();
+        vars.insert("WEBHOOK_SECRET", "w".repeat(32));
+        vars.insert("WEBHOOK_ALLOW_HTTP", "true".into());
+        vars.insert("WEBHOOK_ALLOWED_PRIVATE", " 172.17.0.1, ::1 ".into());
+        let config = load(&vars).unwrap();
+        assert_eq!(config.webhook_secret, Some(b"w".repeat(32)));
+        assert!(config.webhook_policy.allow_http);
+        assert_eq!(
+            config.webhook_policy.allowed_private,
+            vec![
+                "172.17.0.1".parse::<std::net::IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+
+        for (name, value) in [
+            ("WEBHOOK_SECRET", "short"),
+            ("WEBHOOK_ALLOW_HTTP", "yes"),
+            ("WEBHOOK_ALLOWED_PRIVATE", "172.17.0.1,docker-host"),
+        ] {
+            let mut vars = base();
+            vars.insert(name, value.into());
+            let err = load(&vars).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::db::{self, files::FileRow, rules::Rule};
 use crate::events::FileUploaded;
 use crate::http::ApiError;
 use crate::jobs::{submit, SubmitRequest};
+use crate::webhooks;
 use crate::AppState;
 
 /// Rules one user may have.
@@ -43,6 +44,9 @@ pub struct RuleRequest {
     #[serde(default)]
     #[schema(max_items = 64)]
     pub args: Vec<String>,
+    /// Where the end of each job the rule starts is POSTed, signed (as `POST /compute`'s).
+    #[schema(max_length = 2048)]
+    pub callback_url: Option<String>,
 }
 
 impl RuleRequest {
@@ -54,6 +58,7 @@ impl RuleRequest {
             file_id: self.code_file_id,
             input_file_ids: vec![upload],
             args: self.args.clone(),
+            callback_url: self.callback_url.clone(),
         }
     }
 
@@ -89,13 +94,22 @@ impl RuleRequest {
             }
         };
         submit::check_code(&code, &tool.allowed_imports)?;
-        Ok(Checked { tool_id: tool.id })
+        let callback_url = match &self.callback_url {
+            Some(raw) => Some(webhooks::accept_callback(&state.config, raw, true).await?),
+            None => None,
+        };
+        Ok(Checked {
+            tool_id: tool.id,
+            callback_url,
+        })
     }
 }
 
 /// What checking a rule found out.
 pub struct Checked {
     pub tool_id: Uuid,
+    /// The `callback_url` as it is stored.
+    pub callback_url: Option<String>,
 }
 
 fn check_content_type(ct: &str) -> Result<(), ApiError> {
@@ -245,6 +259,7 @@ async fn fire_one(
         file_id: rule.code_file_id,
         input_file_ids: vec![file.id],
         args: serde_json::from_value(rule.args.clone()).unwrap_or_default(),
+        callback_url: rule.callback_url.clone(),
     };
     submit::submit(state, db, file.user_id, &request, Some((rule.id, file.id))).await
 }
@@ -330,6 +345,7 @@ mod tests {
             args: serde_json::json!([]),
             enabled: true,
             disabled_reason: None,
+            callback_url: None,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         };

@@ -18,6 +18,7 @@ use crate::storage::Storage;
 
 pub mod ecs_task;
 pub mod moto;
+pub mod receiver;
 use crate::AppState;
 
 const START_HINT: &str = "start the local services with `make up` (or `infra/services.sh up`)";
@@ -621,6 +622,16 @@ impl TestContext {
             });
         let pattern = crate::uploads::object_created_pattern(&self.bucket);
         self.rule_to_queue(sqs, name, "default", &pattern).await
+    }
+
+    /// A queue `name` receiving the test bus's CalculationFinished events, as the stack's
+    /// `WebhooksQueue` does (the webhooks function's retries go there too). Its URL.
+    pub async fn webhooks_queue(&self, sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+        let pattern = serde_json::json!({
+            "source": [crate::events::SOURCE],
+            "detail-type": ["CalculationFinished"],
+        });
+        self.rule_to_queue(sqs, name, &self.bus, &pattern).await
     }
 
     /// A new queue `name` and a rule on `bus` sending the events matching `pattern` to it.

@@ -14,6 +14,12 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use url::{Host, Url};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::http::ApiError;
+
+pub mod send;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -112,6 +118,48 @@ pub fn secret_from(config_secret: &str) -> Vec<u8> {
         }),
         None => config_secret.as_bytes().to_vec(),
     }
+}
+
+/// The label that makes a user's signing secret a key of its own purpose.
+const USER_SECRET_LABEL: &[u8] = b"mecapy webhook signing secret v1:";
+
+/// A user's signing secret, derived from the platform's key (`WEBHOOK_SECRET`): each user
+/// verifies their own webhooks and cannot sign anyone else's; changing the key rotates them all.
+pub fn user_secret(platform_key: &[u8], user_id: Uuid) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(platform_key).expect("HMAC takes a key of any length");
+    mac.update(USER_SECRET_LABEL);
+    mac.update(user_id.as_hyphenated().to_string().as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// A secret as receivers' Standard Webhooks libraries take it: `whsec_<base64>`.
+pub fn encode_secret(secret: &[u8]) -> String {
+    format!("{SECRET_PREFIX}{}", BASE64.encode(secret))
+}
+
+/// A `callback_url` a user gives with a job or a rule, as it will be stored: checked against the
+/// deployment's policy (a 400 on `callback_url` otherwise), and, with `resolve`, its host's
+/// addresses too, so a name that points somewhere private is refused now rather than at
+/// delivery. Every delivery checks the addresses again.
+pub async fn accept_callback(
+    config: &Config,
+    raw: &str,
+    resolve: bool,
+) -> Result<String, ApiError> {
+    if config.webhook_secret.is_none() {
+        return Err(ApiError::bad_field(
+            "callback_url",
+            "webhooks are not enabled on this deployment (WEBHOOK_SECRET is not set)",
+        ));
+    }
+    let refused = |e: WebhookError| ApiError::bad_field("callback_url", e.to_string());
+    let url = check_url(raw, &config.webhook_policy).map_err(refused)?;
+    if resolve {
+        resolve_target(&url, &config.webhook_policy)
+            .await
+            .map_err(refused)?;
+    }
+    Ok(url.to_string())
 }
 
 /// Why a target is refused; each message is fit for a 400's `detail` on `callback_url`.

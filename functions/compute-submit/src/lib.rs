@@ -1,16 +1,17 @@
 //! The `/compute` routes: submit a job (validated, recorded `queued`, its code and manifest
 //! written to S3, the manifest's creation being the event that dispatches it), read one, list
-//! them, cancel one that has not started.
+//! them, cancel one that has not started; and `GET /webhooks/secret`, the key a job's
+//! `callback_url` receives its signed end with.
 
 use std::convert::Infallible;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use mecapy_shared::api::{JobLinks, JobView, OutputLink, Page, SubmitAccepted};
+use mecapy_shared::api::{JobLinks, JobView, OutputLink, Page, SubmitAccepted, WebhookSecret};
 use mecapy_shared::db::{self, jobs::Job, DbError};
 use mecapy_shared::http::{self, ApiError};
 use mecapy_shared::jobs::{self, keys, JobStatus, SubmitRequest};
-use mecapy_shared::AppState;
+use mecapy_shared::{webhooks, AppState};
 use uuid::Uuid;
 
 pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
@@ -19,6 +20,16 @@ pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Inf
 
 async fn route(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
+    if let Some(segments) = http::route(&path, "webhooks") {
+        return match (req.method(), segments.as_slice()) {
+            (&Method::GET, ["secret"]) => webhook_secret(state, req).await,
+            (method, ["secret"]) => Err(ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                allow: "GET, OPTIONS",
+            }),
+            _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+        };
+    }
     let segments = http::route(&path, "compute")
         .ok_or_else(|| ApiError::NotFound(format!("no route for {path}")))?;
     let method = req.method().clone();
@@ -35,6 +46,27 @@ async fn route(state: AppState, req: Request) -> Result<Response<Body>, ApiError
         (_, [_]) => Err(not_allowed("GET, DELETE, OPTIONS")),
         _ => Err(ApiError::NotFound(format!("no route for {path}"))),
     }
+}
+
+/// `GET /webhooks/secret`: the caller's signing secret.
+async fn webhook_secret(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+    let user = state.current_user(&req).await?;
+    let key = state
+        .config
+        .webhook_secret
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest {
+            detail: "webhooks are not enabled on this deployment (WEBHOOK_SECRET is not set)"
+                .into(),
+            field: None,
+        })?;
+    Ok(http::json(
+        StatusCode::OK,
+        &WebhookSecret {
+            secret: webhooks::encode_secret(&webhooks::user_secret(key, user.id)),
+            scheme: "v1".into(),
+        },
+    ))
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {

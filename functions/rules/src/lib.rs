@@ -42,7 +42,8 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such rule".into()))
 }
 
-/// `POST /rules {filename_glob, content_type?, tool, code | code_file_id, args?}` → 201.
+/// `POST /rules {filename_glob, content_type?, tool, code | code_file_id, args?, callback_url?}`
+/// → 201.
 async fn create(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let body: RuleRequest = http::json_body(&req, state.config.max_json_bytes)?;
@@ -58,6 +59,7 @@ async fn create(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
             code: body.code.as_deref(),
             code_file_id: body.code_file_id,
             args: &json!(body.args),
+            callback_url: checked.callback_url.as_deref(),
         },
         MAX_RULES_PER_USER,
     )

@@ -157,6 +157,17 @@ pub struct SubmitAccepted {
     pub links: JobLinks,
 }
 
+/// `GET /webhooks/secret`: the key the caller's webhooks are signed with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookSecret {
+    /// `whsec_<base64>`, as Standard Webhooks libraries take it: verify `webhook-signature`
+    /// (`v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">`) with it.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/=]+$")]
+    pub secret: String,
+    /// The signature scheme: `v1` (HMAC-SHA256).
+    pub scheme: String,
+}
+
 /// A job as the API shows it: its record and links to what it produced.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {

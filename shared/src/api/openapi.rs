@@ -34,6 +34,8 @@ use crate::sandbox::Limits;
     crate::rules::RuleRequest,
     crate::db::rules::Rule,
     Page<crate::db::rules::Rule>,
+    WebhookSecret,
+    crate::db::webhooks::WebhookStatus,
     JobStatus,
     Limits,
     Input,
@@ -95,6 +97,7 @@ const AUTH: &str = "auth";
 const FILES: &str = "files";
 const COMPUTE: &str = "compute";
 const RULES: &str = "rules";
+const WEBHOOKS: &str = "webhooks";
 const DOCS: &str = "documentation";
 
 const OPERATIONS: &[Operation] = &[
@@ -229,7 +232,12 @@ const OPERATIONS: &[Operation] = &[
             and private attributes... are refused with their line and column), records the job \
             `queued` and writes its code and manifest; the manifest's creation dispatches it. \
             The job runs `python3 /work/main.py ARGS...` with its inputs under `/work/inputs/`, \
-            no network, the tool's limits; files it writes under `/work/out/` are kept.",
+            no network, the tool's limits; files it writes under `/work/out/` are kept. With \
+            `callback_url` (https, a public address), the job's end is POSTed there: its \
+            `CalculationFinished` event, signed in the style of Standard Webhooks (`webhook-id`, \
+            `webhook-timestamp`, `webhook-signature`; see `GET /webhooks/secret`), retried with \
+            backoff until a 2xx (redirects are not followed); the job's `webhook` shows how it \
+            went.",
         auth: true,
         parameters: &[],
         body: Body::Json {
@@ -350,6 +358,25 @@ const OPERATIONS: &[Operation] = &[
         body: Body::None,
         success: Success::Json(200, "Rule", "The deleted rule"),
         errors: &[404, 405],
+        links: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/webhooks/secret",
+        id: "getWebhookSecret",
+        tag: WEBHOOKS,
+        summary: "My webhook signing secret",
+        description: "The secret the caller's webhooks (`callback_url` of jobs and rules) are \
+            signed with; it is the caller's own, so no one else can sign a webhook as the \
+            platform for them. A receiver checks `webhook-signature` against \
+            HMAC-SHA256(secret, `{webhook-id}.{webhook-timestamp}.{body}`) and refuses a \
+            timestamp far from its clock; `webhook-id` (the event's id) is the same on every \
+            retry.",
+        auth: true,
+        parameters: &[],
+        body: Body::None,
+        success: Success::Json(200, "WebhookSecret", "The secret"),
+        errors: &[400, 405],
         links: &[],
     },
     Operation {
@@ -616,6 +643,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
             { "name": FILES, "description": "Files, stored at `{user_id}/{filename}`" },
             { "name": COMPUTE, "description": "Computations run in isolated containers" },
             { "name": RULES, "description": "Computations that uploads start by themselves" },
+            { "name": WEBHOOKS, "description": "Signed notifications of job ends" },
             { "name": DOCS, "description": "This document" },
         ],
         "paths": paths,

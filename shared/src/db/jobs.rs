@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
+use super::webhooks::{self, WebhookStatus};
 use super::{outbox, DbError};
 use crate::jobs::JobStatus;
 
@@ -52,6 +53,9 @@ pub struct Job {
     /// a job submitted with `POST /compute`.
     pub rule_id: Option<Uuid>,
     pub upload_file_id: Option<Uuid>,
+    /// Where its end is POSTed, signed (`CalculationFinished`); and how that went.
+    pub callback_url: Option<String>,
+    pub webhook: Option<WebhookStatus>,
 }
 
 impl Job {
@@ -60,7 +64,13 @@ impl Job {
     }
 }
 
-const SELECT: &str = "SELECT j.*, t.name AS tool FROM jobs j JOIN tools t ON t.id = j.tool_id";
+/// A job with its tool's name and its webhook (`w`, see `webhooks::status_json`).
+const SELECT: &str = concat!(
+    "SELECT j.*, t.name AS tool, ",
+    webhooks::status_json!(),
+    " AS webhook FROM jobs j JOIN tools t ON t.id = j.tool_id
+     LEFT JOIN webhook_deliveries w ON w.job_id = j.id"
+);
 
 impl From<&Row> for Job {
     fn from(r: &Row) -> Self {
@@ -90,6 +100,8 @@ impl From<&Row> for Job {
             lease_expires_at: r.get("lease_expires_at"),
             rule_id: r.get("rule_id"),
             upload_file_id: r.get("upload_file_id"),
+            callback_url: r.get("callback_url"),
+            webhook: WebhookStatus::from_row(r),
         }
     }
 }
@@ -104,6 +116,8 @@ pub struct NewJob<'a> {
     pub inputs: &'a Value,
     /// Set for a job an upload rule starts: `(rule, upload)`, one job each.
     pub origin: Option<(Uuid, Uuid)>,
+    /// Where its end is POSTed (checked by `webhooks::accept_callback`).
+    pub callback_url: Option<&'a str>,
 }
 
 /// Runs `sql` (which must end in `RETURNING *`) and returns the changed row with its tool's
@@ -116,9 +130,13 @@ async fn returning(
     event: Option<&'static str>,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Option<Job>, DbError> {
-    let emitted = event
+    let mut emitted = event
         .map(|kind| outbox::emit(kind, "out"))
         .unwrap_or_default();
+    // A final state is also its webhook's delivery, when the job names a callback_url.
+    if event == Some("CalculationFinished") {
+        emitted.push_str(&webhooks::record("emitted", "out"));
+    }
     let wrapped = format!(
         "WITH changed AS ({sql}),
               out AS (SELECT c.*, t.name AS tool FROM changed c JOIN tools t ON t.id = c.tool_id)
@@ -134,8 +152,8 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob<'_>) -> Result<Option<
     returning(
         db,
         "INSERT INTO jobs (user_id, tool_id, image, limits, args, code_sha256, inputs, rule_id,
-                           upload_file_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                           upload_file_id, callback_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (rule_id, upload_file_id) WHERE rule_id IS NOT NULL DO NOTHING
          RETURNING *",
         Some("CalculationQueued"),
@@ -149,6 +167,7 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob<'_>) -> Result<Option<
             job.inputs,
             &rule_id,
             &upload_file_id,
+            &job.callback_url,
         ],
     )
     .await

@@ -9,6 +9,7 @@ pub mod rules;
 pub mod tls;
 pub mod tools;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 

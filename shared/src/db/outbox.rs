@@ -20,7 +20,8 @@ pub const MAX_ATTEMPTS: i32 = 20;
 pub(crate) fn emit(kind: &'static str, rows: &str) -> String {
     format!(
         ", emitted AS (INSERT INTO event_outbox (kind, subject_id, snapshot)
-             SELECT '{kind}', r.id, to_jsonb(r) FROM {rows} r)"
+             SELECT '{kind}', r.id, to_jsonb(r) FROM {rows} r
+             RETURNING id, subject_id, snapshot, created_at)"
     )
 }
 

@@ -30,6 +30,8 @@ pub struct Rule {
     /// with the reason.
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    /// Where the end of each job it starts is POSTed, signed.
+    pub callback_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -47,6 +49,7 @@ impl From<&Row> for Rule {
             args: r.get("args"),
             enabled: r.get("enabled"),
             disabled_reason: r.get("disabled_reason"),
+            callback_url: r.get("callback_url"),
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
         }
@@ -64,6 +67,7 @@ pub struct NewRule<'a> {
     pub code: Option<&'a str>,
     pub code_file_id: Option<Uuid>,
     pub args: &'a Value,
+    pub callback_url: Option<&'a str>,
 }
 
 /// Inserts the rule unless its owner has `max` already (`None` then). The owner's row is locked
@@ -93,8 +97,9 @@ pub async fn insert(
         .query_one(
             "WITH new AS (
                  INSERT INTO upload_rules
-                     (user_id, filename_glob, content_type, tool_id, code, code_file_id, args)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *)
+                     (user_id, filename_glob, content_type, tool_id, code, code_file_id, args,
+                      callback_url)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *)
              SELECT r.*, t.name AS tool FROM new r JOIN tools t ON t.id = r.tool_id",
             &[
                 &rule.user_id,
@@ -104,6 +109,7 @@ pub async fn insert(
                 &rule.code,
                 &rule.code_file_id,
                 rule.args,
+                &rule.callback_url,
             ],
         )
         .await?;

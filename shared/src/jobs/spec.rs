@@ -42,6 +42,10 @@ pub struct SubmitRequest {
     #[serde(default)]
     #[schema(max_items = 64)]
     pub args: Vec<String>,
+    /// Where the job's end is POSTed (its `CalculationFinished` event), signed with the caller's
+    /// webhook secret (`GET /webhooks/secret`): https, to a public address.
+    #[schema(max_length = 2048)]
+    pub callback_url: Option<String>,
 }
 
 /// Where a submission's code comes from.

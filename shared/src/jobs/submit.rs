@@ -13,6 +13,7 @@ use super::{keys, Manifest, SubmitRequest};
 use crate::db::{self, jobs::Job, jobs::NewJob};
 use crate::http::ApiError;
 use crate::validation::{self, Policy};
+use crate::webhooks;
 use crate::AppState;
 
 /// The accepted job; `created` is false when a rule's job for this upload existed already.
@@ -33,6 +34,12 @@ pub async fn submit(
 ) -> Result<Accepted, ApiError> {
     let max_code = state.config.max_code_bytes;
     let source = request.check(max_code)?;
+    // A rule's URL was resolved when the rule was made: a lookup failing now must not refuse
+    // (and disable) the rule. Every delivery resolves it again.
+    let callback_url = match &request.callback_url {
+        Some(raw) => Some(webhooks::accept_callback(&state.config, raw, origin.is_none()).await?),
+        None => None,
+    };
     let tool = db::tools::by_name(db, &request.tool)
         .await?
         .ok_or_else(|| ApiError::bad_field("tool", format!("unknown tool {:?}", request.tool)))?;
@@ -65,6 +72,7 @@ pub async fn submit(
             code_sha256: &code_sha256,
             inputs: &json!(inputs),
             origin,
+            callback_url: callback_url.as_deref(),
         },
     )
     .await?;
