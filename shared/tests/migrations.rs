@@ -30,7 +30,8 @@ async fn rerunning_migrations_is_a_no_op() {
             "schema_migrations",
             "tools",
             "upload_rules",
-            "users"
+            "users",
+            "webhook_deliveries"
         ]
     );
 }
