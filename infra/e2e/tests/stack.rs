@@ -240,6 +240,133 @@ async fn a_manifest_in_the_bucket_runs_the_job_through_sqs_and_the_dispatch_lamb
     assert_eq!(finished_event["duration_ms"], job["duration_ms"]);
 }
 
+/// A job's end reaches its callback_url through the deployed stack: the dispatcher's final
+/// state -> outbox -> bus -> WebhooksRule -> SQS -> the webhooks Lambda (in its container on the
+/// docker bridge) -> this test's receiver on 172.17.0.1, which answers 500 first and then sees
+/// the retry (its delayed message), both signed with the user's secret.
+#[tokio::test]
+async fn a_jobs_end_reaches_its_callback_url_signed_and_retried_after_a_500() {
+    use mecapy_shared::testing::receiver::WebhookReceiver;
+    let _shared = STACK.read().await;
+    let env = ready().await;
+    let api = Api::new(&env.api_url);
+    let token = ok(Provider::new(&env).token_for("e2e-webhooks").await, &env);
+    let mut receiver = WebhookReceiver::start(vec![500, 200]).await;
+    let secret = ok(api.get("/webhooks/secret", Some(&token)).await, &env);
+    let secret = ok(secret.expect(200), &env);
+    let secret = mecapy_shared::webhooks::secret_from(secret["secret"].as_str().unwrap());
+
+    let id = ok(
+        submit(
+            &api,
+            &token,
+            &json!({"tool": "python", "code": "print('hooked')",
+                    "callback_url": receiver.url("/e2e")}),
+        )
+        .await,
+        &env,
+    );
+    let (job, _) = ok(
+        wait_final(
+            &api,
+            &token,
+            &id,
+            Duration::from_secs(120),
+            Duration::from_millis(200),
+        )
+        .await,
+        &env,
+    );
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let finished = std::time::Instant::now();
+
+    let mut attempts = Vec::new();
+    for _ in 0..2 {
+        let got = receiver
+            .next(Duration::from_secs(90))
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "the receiver got {} of 2 attempts for job {id}\nwhere to look: {}",
+                    attempts.len(),
+                    env.where_to_look()
+                )
+            });
+        let timestamp: i64 = got.header("webhook-timestamp").parse().unwrap();
+        assert!(
+            mecapy_shared::webhooks::verify(
+                &secret,
+                got.header("webhook-id"),
+                timestamp,
+                &got.body,
+                got.header("webhook-signature")
+            ),
+            "the signature does not verify: {:?}",
+            got.headers
+        );
+        let body: Value = serde_json::from_slice(&got.body).unwrap();
+        mecapy_shared::events::Event::parse("CalculationFinished", body.clone()).unwrap();
+        assert_eq!(body["job_id"], id.as_str());
+        assert_eq!(body["status"], "succeeded");
+        eprintln!(
+            "webhook attempt answered {} at {} ms after the job was seen final",
+            got.answered,
+            finished.elapsed().as_millis()
+        );
+        attempts.push(got);
+    }
+    assert_eq!(attempts[0].answered, 500);
+    assert_eq!(attempts[1].answered, 200);
+    assert_eq!(
+        attempts[0].header("webhook-id"),
+        attempts[1].header("webhook-id")
+    );
+    assert_eq!(attempts[0].body, attempts[1].body);
+
+    // Recorded on the job.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = ok(
+            ok(api.get(&format!("/compute/{id}"), Some(&token)).await, &env).expect(200),
+            &env,
+        );
+        let hook = &job["webhook"];
+        if hook["state"] == "delivered" {
+            assert_eq!(hook["attempts"], 2, "{hook}");
+            assert_eq!(hook["last_status"], 200, "{hook}");
+            assert_eq!(job["callback_url"], receiver.url("/e2e"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recorded delivered: {hook}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        receiver.next(Duration::from_secs(3)).await.is_none(),
+        "delivered once"
+    );
+
+    // A private target is refused by the deployed API with a problem+json 400.
+    let reply = ok(
+        api.post_json(
+            "/compute",
+            Some(&token),
+            &json!({"tool": "python", "code": "print(1)",
+                    "callback_url": "http://169.254.169.254/latest/meta-data/"}),
+        )
+        .await,
+        &env,
+    );
+    assert_eq!(reply.status.as_u16(), 400, "{}", reply.text());
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(ok(reply.json(), &env)["field"], "callback_url");
+}
+
 /// The bucket is the source of truth: through S3 -> EventBridge -> SQS -> the upload-events
 /// Lambda, a presigned PUT nobody completes becomes available (and announced), and an object
 /// written behind the API's back is removed.
@@ -549,6 +676,7 @@ async fn every_protected_route_refuses_missing_and_forged_tokens() {
             format!("/compute/{some_id}"),
             Payload::Empty,
         ),
+        (Method::GET, "/webhooks/secret".into(), Payload::Empty),
     ];
     let mut failures = Vec::new();
     let mut checked = 0;
