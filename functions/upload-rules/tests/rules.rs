@@ -136,11 +136,14 @@ async fn a_matching_upload_runs_its_rule_once_even_when_its_event_comes_twice() 
                 "tool": "python",
                 "code": "import csv\nprint('rows', len(list(csv.reader(open('inputs/mesure-1.csv')))))\n",
                 "args": ["mesure-1.csv"],
+                // The development setting lets the docker bridge's address through.
+                "callback_url": "http://172.17.0.1:9/rule-hook",
             })),
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
     let rule = body_json(&r);
+    assert_eq!(rule["callback_url"], "http://172.17.0.1:9/rule-hook");
     let rule_id: Uuid = rule["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(rule["enabled"], true);
 
@@ -176,6 +179,11 @@ async fn a_matching_upload_runs_its_rule_once_even_when_its_event_comes_twice() 
     assert_eq!(job.status, "queued");
     assert_eq!(job.inputs[0]["file_id"], matching.as_str());
     assert_eq!(job.args, json!(["mesure-1.csv"]));
+    assert_eq!(
+        job.callback_url.as_deref(),
+        Some("http://172.17.0.1:9/rule-hook"),
+        "the rule's jobs report their end to its callback_url"
+    );
     assert!(
         s.ctx
             .state
