@@ -9,6 +9,12 @@ MECAPY_HOME ?= /var/lib/mecapy
 MECAPY_RUN_DIR ?= $(CURDIR)/.run
 export MECAPY_HOME MECAPY_RUN_DIR
 export PATH := $(MECAPY_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
+# Cargo builds for the host triple, always named: sam build (cargo lambda --target) and every other
+# cargo command then share target/<triple>/ instead of compiling every dependency twice.
+ifeq ($(origin CARGO_BUILD_TARGET),undefined)
+CARGO_BUILD_TARGET := $(shell PATH="$(PATH)" rustc -vV | sed -n 's/^host: //p')
+endif
+export CARGO_BUILD_TARGET
 WATCH_PORT ?= 9000
 API ?= http://127.0.0.1:$(WATCH_PORT)/lambda-url
 
@@ -88,10 +94,9 @@ clean-test-dbs:
 	@psql -qAt "$(DATABASE_URL)" -c "SELECT datname FROM pg_database WHERE datname LIKE 'mecapy\_test\_%'" \
 	  | while read -r db; do psql -q "$(DATABASE_URL)" -c "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; done
 
-test: services images lint clean-test-dbs deploy
-	cargo test --workspace --all-features -- --test-threads 8
-	@$(MAKE) --no-print-directory contract
-	@$(MAKE) --no-print-directory browser-test
+# infra/test.sh: the phases (some side by side) and a table of their times at the end.
+test:
+	infra/test.sh
 
 # The web console in Debian's chromium (playwright-core) through the deployed stack (.run/stack.env).
 browser-test:

@@ -41,7 +41,8 @@ BUILD_DIR=$IMAGES_DIR/.build-lambda-runtime
 DEB_DIR=$IMAGES_DIR/debs
 INPUTS_LABEL=org.mecapy.image-inputs
 CARGO_TARGET=${CARGO_TARGET_DIR:-$REPO_DIR/target}
-INIT_BIN=$CARGO_TARGET/release/init
+# With CARGO_BUILD_TARGET set (the Makefile sets it), cargo puts artifacts under target/<triple>/.
+INIT_BIN=$CARGO_TARGET/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}release/init
 
 FORCE=0
 case ${1:-} in

@@ -54,7 +54,8 @@ say "cargo build -p mecapy-shared --bin stager (profile $PROFILE)"
   fail "the stager does not build"
 dir=$PROFILE
 [[ $PROFILE == dev ]] && dir=debug
-BINARY=$REPO_DIR/target/$dir/stager
+# With CARGO_BUILD_TARGET set (the Makefile sets it), cargo puts artifacts under target/<triple>/.
+BINARY=${CARGO_TARGET_DIR:-$REPO_DIR/target}/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}$dir/stager
 
 ROOT=$(mktemp -d)
 chmod 0755 "$ROOT"
