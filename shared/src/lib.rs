@@ -7,7 +7,6 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod db;
-pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod rules;
@@ -16,11 +15,10 @@ pub mod sqs_batch;
 pub mod storage;
 pub mod telemetry;
 pub mod uploads;
-pub mod validation;
 pub mod webhooks;
 
-#[cfg(feature = "test-support")]
-pub mod testing;
+pub use mecapy_domain::events;
+pub use mecapy_pyvalidate as validation;
 
 pub use app::AppState;
 pub use http::ApiError;

@@ -6,11 +6,10 @@ use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
-mod filename;
 mod post_policy;
-pub use filename::{FileName, FilenameError, MAX_FILENAME_BYTES};
+pub use mecapy_domain::files::{FileName, FilenameError, MAX_FILENAME_BYTES};
+pub use mecapy_domain::keys::{is_user_file_key, user_file_key, USER_KEY_FIRST_CHARS};
 pub use post_policy::PostPolicy;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,25 +19,6 @@ pub enum StorageError {
     #[error("object storage request failed: {0}")]
     Failed(String),
 }
-
-/// `{user_id}/{filename}`, the seed's layout; only a checked [`FileName`] goes in a key.
-pub fn user_file_key(user_id: Uuid, filename: &FileName) -> String {
-    format!("{user_id}/{filename}")
-}
-
-/// Whether `key` is in the users' space, `{user_id}/{filename}` (not a job's `jobs/` or
-/// `results/` object). The event rule on the bucket matches the same space by the key's first
-/// character, a hex digit: [`USER_KEY_FIRST_CHARS`].
-pub fn is_user_file_key(key: &str) -> bool {
-    key.split_once('/').is_some_and(|(user, name)| {
-        Uuid::try_parse(user).is_ok_and(|u| u.hyphenated().to_string() == user)
-            && FileName::parse(name).is_ok_and(|f| f.as_str() == name)
-    })
-}
-
-/// The first characters of a user's key (a UUID's hex digits; `jobs/` and `results/` start
-/// with none of them): what the upload events' rule matches.
-pub const USER_KEY_FIRST_CHARS: &str = "0123456789abcdef";
 
 /// What S3 knows of an object.
 #[derive(Debug, Clone)]
@@ -353,37 +333,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn user_keys_are_told_from_the_jobs_objects() {
-        let id = Uuid::new_v4();
-        let key = user_file_key(id, &FileName::parse("a b.csv").unwrap());
-        assert!(is_user_file_key(&key));
-        assert!(USER_KEY_FIRST_CHARS.contains(&key[..1]));
-        for other in [
-            format!("jobs/{id}/manifest.json"),
-            format!("results/{id}/out/a.csv"),
-            format!("{}/a.csv", id.simple()),
-            format!("{id}/"),
-            format!("{id}/../a.csv"),
-            format!("{id}/dir/a.csv"),
-            "a.csv".to_string(),
-        ] {
-            assert!(!is_user_file_key(&other), "{other}");
-        }
-        for first in ["jobs/", "results/"] {
-            assert!(!USER_KEY_FIRST_CHARS.contains(&first[..1]));
-        }
-    }
-
-    #[test]
-    fn key_is_user_then_filename() {
-        let id = Uuid::nil();
-        assert_eq!(
-            user_file_key(id, &FileName::parse("a.csv").unwrap()),
-            "00000000-0000-0000-0000-000000000000/a.csv"
-        );
-    }
 
     #[test]
     fn download_disposition_percent_encodes_everything_but_attr_chars() {

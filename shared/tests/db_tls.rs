@@ -11,7 +11,7 @@ use mecapy_shared::config::{Config, ConfigError};
 use mecapy_shared::db::tls::SslMode;
 use mecapy_shared::db::{self, DatabaseConfig};
 use mecapy_shared::http::error_chain;
-use mecapy_shared::testing::local_env;
+use mecapy_testkit::local_env;
 
 const START_HINT: &str = "start the local services with `make up` (or `infra/services.sh up`)";
 const BRIDGE_IP: &str = "172.17.0.1";

@@ -1,5 +1,5 @@
 //! A job's ECS task for real: its task definition and `RunTask` overrides, as the ECS runtime
-//! builds them, run on the local Docker engine as the ECS agent would (`ecs::LocalAgent`),
+//! builds them, run on the local Docker engine as the ECS agent would (`mecapy_testkit::LocalAgent`),
 //! against LocalStack S3 with real presigned URLs: stage-in fetches and checks the code and
 //! inputs, the job runs with no network, stage-out stores stdout, stderr and `/work/out` within
 //! the caps; the task's end, read as its state change event, gives the job's outcome. Refusals
@@ -14,7 +14,7 @@ use mecapy_shared::jobs::keys;
 use mecapy_shared::jobs::stager::StagedReport;
 use mecapy_shared::sandbox::ecs::TaskEnd;
 use mecapy_shared::sandbox::{Limits, Outcome};
-use mecapy_shared::testing::ecs_task::LocalEcs;
+use mecapy_testkit::ecs_task::LocalEcs;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 

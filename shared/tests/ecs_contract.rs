@@ -5,7 +5,7 @@
 
 use mecapy_shared::sandbox::ecs::{self, EcsLauncher, LaunchError, Launched, TaskRequest};
 use mecapy_shared::sandbox::{Limits, Restrictions};
-use mecapy_shared::testing::moto::{cluster_with_instance, ecs_call, ecs_client, register};
+use mecapy_testkit::moto::{cluster_with_instance, ecs_call, ecs_client, register};
 use serde_json::json;
 use uuid::Uuid;
 

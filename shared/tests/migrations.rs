@@ -1,7 +1,7 @@
 //! The migrate step on the REAL PostgreSQL: idempotent, and an edited applied migration is refused.
 
 use mecapy_shared::db::migrate;
-use mecapy_shared::testing::TestContext;
+use mecapy_testkit::TestContext;
 
 #[tokio::test]
 async fn rerunning_migrations_is_a_no_op() {

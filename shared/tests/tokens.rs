@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use mecapy_shared::auth::AuthError;
-use mecapy_shared::testing::TestContext;
+use mecapy_testkit::TestContext;
 use serde_json::json;
 
 fn refused(result: Result<mecapy_shared::auth::Claims, AuthError>, why: &str) {

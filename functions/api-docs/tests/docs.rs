@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::Body;
-use mecapy_shared::testing::{assert_problem, request, TestContext};
+use mecapy_testkit::{assert_problem, request, TestContext};
 
 async fn get(
     ctx: &TestContext,

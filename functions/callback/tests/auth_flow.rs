@@ -3,7 +3,7 @@
 
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Response};
-use mecapy_shared::testing::{
+use mecapy_testkit::{
     self, body_json, browser_login, json_request, multipart_request, request, TestContext,
 };
 use serde_json::{json, Value};
@@ -48,7 +48,7 @@ async fn code_for(ctx: &TestContext, user: &str, password: &str) -> (Value, Stri
 }
 
 fn assert_problem(r: &Response<Body>, status: StatusCode, field: Option<&str>) -> Value {
-    let body = testing::assert_problem(r, status);
+    let body = mecapy_testkit::assert_problem(r, status);
     if let Some(field) = field {
         assert_eq!(body["field"], field, "{body}");
     }

@@ -10,7 +10,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use mecapy_shared::db;
 use mecapy_shared::sandbox::DockerRuntime;
-use mecapy_shared::testing::{
+use mecapy_testkit::{
     assert_problem, body_json, json_request, multipart_request, request, ComputeQueues, TestContext,
 };
 use serde_json::{json, Value};

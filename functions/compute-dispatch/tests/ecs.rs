@@ -1,6 +1,6 @@
 //! Jobs on ECS through `compute-dispatch`, on the real services: `compute-submit` in-process,
 //! the dispatcher on `Compute::Ecs` against moto (the ECS API), which starts the job's task and
-//! returns; the task run for real on the local Docker engine by `ecs::LocalAgent` with the
+//! returns; the task run for real on the local Docker engine by `mecapy_testkit::LocalAgent` with the
 //! overrides moto recorded (stage-in, the job without network, stage-out, against LocalStack
 //! S3); its end handed to the dispatcher as the `ECS Task State Change` event the task-ends
 //! queue delivers, which records the outcome.
@@ -12,14 +12,13 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
 use mecapy_shared::db;
 use mecapy_shared::jobs::{keys, messages, Manifest};
-use mecapy_shared::sandbox::ecs::{
-    self, EcsLauncher, LocalAgent, TaskRequest, TaskStateChange, LOCAL_STAGER_IMAGE,
-};
+use mecapy_shared::sandbox::ecs::{self, EcsLauncher, TaskRequest, TaskStateChange};
 use mecapy_shared::sandbox::{Limits, Restrictions};
-use mecapy_shared::testing::moto::{cluster_with_instance, ecs_call, ecs_client};
-use mecapy_shared::testing::{
+use mecapy_testkit::moto::{cluster_with_instance, ecs_call, ecs_client};
+use mecapy_testkit::{
     body_json, json_request, multipart_request, request, storage_at, TestContext,
 };
+use mecapy_testkit::{LocalAgent, LOCAL_STAGER_IMAGE};
 use serde_json::{json, Value};
 use uuid::Uuid;
 

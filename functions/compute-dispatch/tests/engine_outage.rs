@@ -10,7 +10,7 @@ use compute_dispatch::{Compute, Dispatcher};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
 use mecapy_shared::sandbox::DockerRuntime;
-use mecapy_shared::testing::{body_json, json_request, request, TestContext};
+use mecapy_testkit::{body_json, json_request, request, TestContext};
 use serde_json::{json, Value};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
@@ -73,7 +73,7 @@ async fn setup(
     path: &Path,
 ) -> (
     TestContext,
-    mecapy_shared::testing::ComputeQueues,
+    mecapy_testkit::ComputeQueues,
     Dispatcher,
     Relay,
 ) {

@@ -13,10 +13,8 @@ use compute_dispatch::{ComputeQueue, Dispatcher, RetryBackoff};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Body;
 use mecapy_shared::sandbox::DockerRuntime;
-use mecapy_shared::testing::{
-    body_json, json_request, request, ComputeQueues, TcpRelay, TestContext,
-};
 use mecapy_shared::AppState;
+use mecapy_testkit::{body_json, json_request, request, ComputeQueues, TcpRelay, TestContext};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use uuid::Uuid;

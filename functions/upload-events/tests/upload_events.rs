@@ -10,10 +10,10 @@ use bytes::Bytes;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Response};
 use mecapy_shared::db::{files, outbox};
-use mecapy_shared::testing::{
+use mecapy_shared::AppState;
+use mecapy_testkit::{
     body_json, json_request, multipart_request, receive, request, sdk_config_at, TestContext,
 };
-use mecapy_shared::AppState;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use upload_events::ObjectCreated;

@@ -9,7 +9,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Response};
 use mecapy_shared::db::{jobs, outbox};
 use mecapy_shared::jobs::keys;
-use mecapy_shared::testing::{
+use mecapy_testkit::{
     assert_problem, body_json, json_request, multipart_request, receive, request, sdk_config_at,
     TestContext,
 };

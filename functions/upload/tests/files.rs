@@ -4,11 +4,11 @@
 
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Response};
-use mecapy_shared::testing::{
+use mecapy_shared::AppState;
+use mecapy_testkit::{
     assert_problem, body_json, json_request, multipart_request, multipart_request_with, request,
     TestContext,
 };
-use mecapy_shared::AppState;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

@@ -10,13 +10,13 @@ use std::time::Duration;
 use lambda_http::http::{Method, StatusCode};
 use mecapy_shared::db::{jobs, webhooks as rows};
 use mecapy_shared::jobs::JobStatus;
-use mecapy_shared::testing::receiver::{Received, WebhookReceiver};
-use mecapy_shared::testing::{
-    assert_problem, body_json, json_request, receive, request, sdk_config_at, TestContext,
-};
 use mecapy_shared::webhooks::send::{self, Outcome};
 use mecapy_shared::webhooks::{secret_from, verify, TargetPolicy};
 use mecapy_shared::AppState;
+use mecapy_testkit::receiver::{Received, WebhookReceiver};
+use mecapy_testkit::{
+    assert_problem, body_json, json_request, receive, request, sdk_config_at, TestContext,
+};
 use serde_json::{json, Value};
 use uuid::Uuid;
 use webhooks::{RetryQueue, Webhooks};

@@ -3,7 +3,7 @@
 //! line), one at a time, interleaved (archive, chain, archive, chain, ...) so that both see the
 //! same noise on this shared machine. The archive path is `DockerRuntime::run` (files in and
 //! outputs back by tar archive through the engine API); the chain is the job's ECS task run by
-//! `ecs::LocalAgent` through `testing::ecs_task::LocalEcs`, as `shared/tests/ecs_chain.rs` runs
+//! `mecapy_testkit::LocalAgent` through `mecapy_testkit::ecs_task::LocalEcs`, as `shared/tests/ecs_chain.rs` runs
 //! it: stage document with presigned URLs of LocalStack S3, then hold, stage-in, job, stage-out.
 //! Needs only Docker and LocalStack.
 
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use mecapy_shared::jobs::{keys, Manifest};
 use mecapy_shared::sandbox::ecs::TaskEnd;
 use mecapy_shared::sandbox::{ContainerRuntime, DockerRuntime, Limits, Outcome, RunResult};
-use mecapy_shared::testing::ecs_task::LocalEcs;
+use mecapy_testkit::ecs_task::LocalEcs;
 use uuid::Uuid;
 
 use crate::{fmt, percentile};

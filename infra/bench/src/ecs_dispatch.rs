@@ -35,8 +35,8 @@ use lambda_http::Body;
 use mecapy_shared::sandbox::ecs::{self, EcsLauncher};
 use mecapy_shared::sandbox::{Limits, Restrictions};
 use mecapy_shared::storage::Storage;
-use mecapy_shared::testing::moto::{cluster_with_instance, ecs_call, moto_url, register};
-use mecapy_shared::testing::{
+use mecapy_testkit::moto::{cluster_with_instance, ecs_call, moto_url, register};
+use mecapy_testkit::{
     create_queue, json_request, multipart_request, request, sdk_config_at, TestContext,
 };
 use serde_json::{json, Value};

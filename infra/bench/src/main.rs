@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use compute_dispatch::Dispatcher;
 use lambda_http::Body;
 use mecapy_shared::sandbox::{ContainerRuntime, DockerRuntime, JobSpec, Limits};
-use mecapy_shared::testing::request;
+use mecapy_testkit::request;
 
 use lambda_http::http::{Method, StatusCode};
-use mecapy_shared::testing::{json_request, multipart_request, TestContext};
+use mecapy_testkit::{json_request, multipart_request, TestContext};
 
 fn header() {
     println!("| measure | value | target |");

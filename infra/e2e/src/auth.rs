@@ -30,14 +30,10 @@ pub async fn login(api: &Api, username: &str, password: &str) -> Result<Session,
             .ok_or_else(|| Failure::new(format!("POST /auth/login: no {name} in {start}")))
     };
     let (authorization_url, redirect_uri) = (field("authorization_url")?, field("redirect_uri")?);
-    let browser = mecapy_shared::testing::browser_login(
-        &authorization_url,
-        &redirect_uri,
-        username,
-        password,
-    )
-    .await
-    .map_err(|e| form_failure(&e))?;
+    let browser =
+        mecapy_testkit::browser_login(&authorization_url, &redirect_uri, username, password)
+            .await
+            .map_err(|e| form_failure(&e))?;
     let code = browser.code.ok_or_else(|| {
         Failure::new(format!(
             "the provider redirected without a code: {}",

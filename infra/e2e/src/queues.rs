@@ -17,7 +17,7 @@ pub struct Queues {
 
 impl Queues {
     pub async fn new(env: &StackEnv) -> Self {
-        let config = mecapy_shared::testing::sdk_config_at(env.endpoint(), &env.local).await;
+        let config = mecapy_testkit::sdk_config_at(env.endpoint(), &env.local).await;
         Queues {
             sqs: aws_sdk_sqs::Client::new(&config),
         }

@@ -206,7 +206,7 @@ async fn a_manifest_in_the_bucket_runs_the_job_through_sqs_and_the_dispatch_lamb
 
     // The objects are in the stack's bucket: the manifest whose notification started it all,
     // and the results compute-dispatch wrote.
-    let storage = mecapy_shared::testing::storage_at(env.endpoint(), &env.bucket, &env.local).await;
+    let storage = mecapy_testkit::storage_at(env.endpoint(), &env.bucket, &env.local).await;
     let uuid: uuid::Uuid = id.parse().unwrap();
     use mecapy_shared::jobs::keys;
     let manifest = storage
@@ -246,7 +246,7 @@ async fn a_manifest_in_the_bucket_runs_the_job_through_sqs_and_the_dispatch_lamb
 /// the retry (its delayed message), both signed with the user's secret.
 #[tokio::test]
 async fn a_jobs_end_reaches_its_callback_url_signed_and_retried_after_a_500() {
-    use mecapy_shared::testing::receiver::WebhookReceiver;
+    use mecapy_testkit::receiver::WebhookReceiver;
     let _shared = STACK.read().await;
     let env = ready().await;
     let api = Api::new(&env.api_url);
@@ -425,7 +425,7 @@ async fn uploads_are_finished_and_strays_removed_by_the_buckets_own_events() {
     assert_eq!(events[0]["type"], "FileUploaded", "{events:?}");
     assert_eq!(events[0]["sha256"], file["sha256"]);
 
-    let storage = mecapy_shared::testing::storage_at(env.endpoint(), &env.bucket, &env.local).await;
+    let storage = mecapy_testkit::storage_at(env.endpoint(), &env.bucket, &env.local).await;
     let stray = format!("{}/{}", uuid::Uuid::new_v4(), unique("stray", "csv"));
     storage
         .put(&stray, bytes::Bytes::from_static(b"x"), "text/csv")
@@ -447,7 +447,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_with_its_job_error() {
     let _shared = STACK.read().await;
     let env = ready().await;
     let url = env.var("DATABASE_URL").to_string();
-    let db = mecapy_shared::testing::database_config(&url, &env.local)
+    let db = mecapy_testkit::database_config(&url, &env.local)
         .connect()
         .await
         .unwrap_or_else(|e| {

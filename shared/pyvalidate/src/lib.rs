@@ -1408,7 +1408,7 @@ m = matplotlib.testing.widgets.mock
 
     #[test]
     fn the_python_tools_migration_lists_the_default_modules_and_matplotlib() {
-        let sql = include_str!("../../migrations/0007_matplotlib.sql");
+        let sql = include_str!("../../../migrations/0007_matplotlib.sql");
         let start = sql.find("ARRAY[").expect("an ARRAY[...] list") + "ARRAY[".len();
         let end = start + sql[start..].find(']').expect("the list's end");
         let listed: Vec<String> = sql[start..end]

@@ -1,5 +1,5 @@
 //! A job's ECS task run for real on the local Docker engine, as the ECS agent would run it
-//! (`ecs::LocalAgent`), against LocalStack S3 with real presigned URLs: the job's code and one
+//! ([`LocalAgent`]), against LocalStack S3 with real presigned URLs: the job's code and one
 //! input stored as compute-submit stores them, its stage document written as the dispatcher
 //! writes it, its task definition and `RunTask` overrides as the ECS runtime builds them, its
 //! end read from its state change as the dispatcher reads it.
@@ -12,14 +12,12 @@ use bollard::Docker;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::jobs::spec::CODE_PATH;
-use crate::jobs::{keys, Input, Manifest, StageDocument};
-use crate::sandbox::ecs::{
-    self, LocalAgent, TaskEnd, TaskRequest, TaskStateChange, LOCAL_STAGER_IMAGE,
-};
-use crate::sandbox::{Limits, Restrictions};
-use crate::storage::Storage;
-use crate::testing::{local_env, storage_at};
+use crate::{local_env, storage_at, LocalAgent, LOCAL_STAGER_IMAGE};
+use mecapy_shared::jobs::spec::CODE_PATH;
+use mecapy_shared::jobs::{keys, Input, Manifest, StageDocument};
+use mecapy_shared::sandbox::ecs::{self, TaskEnd, TaskRequest, TaskStateChange};
+use mecapy_shared::sandbox::{Limits, Restrictions};
+use mecapy_shared::storage::Storage;
 
 /// The python tool's image.
 pub const IMAGE: &str = "mecapy-python:bookworm";

@@ -1,4 +1,4 @@
-//! Test support against the REAL local services (feature `test-support`): each [`TestContext`]
+//! Test support against the REAL local services (a dev-dependency only): each [`TestContext`]
 //! gets its own PostgreSQL database (migrated) and its own S3 bucket, so tests run in parallel.
 //! A service that is not running makes the test fail with its name and the command that starts
 //! it; nothing is mocked and nothing is skipped.
@@ -12,14 +12,16 @@ use lambda_http::http::{header, Method};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
-use crate::config::Config;
-use crate::db;
-use crate::storage::Storage;
+use mecapy_shared::config::Config;
+use mecapy_shared::db;
+use mecapy_shared::storage::Storage;
 
+pub mod ecs_agent;
 pub mod ecs_task;
 pub mod moto;
 pub mod receiver;
-use crate::AppState;
+pub use ecs_agent::{LocalAgent, LOCAL_STAGER_IMAGE};
+use mecapy_shared::AppState;
 
 const START_HINT: &str = "start the local services with `make up` (or `infra/services.sh up`)";
 
@@ -111,7 +113,7 @@ async fn require_postgres(url: &str, env: &HashMap<String, String>) -> tokio_pos
         Ok(client) => client,
         Err(e) => panic!(
             "PostgreSQL is not reachable at {url} ({}): {START_HINT}",
-            crate::http::error_chain(&e)
+            mecapy_shared::http::error_chain(&e)
         ),
     }
 }
@@ -142,7 +144,7 @@ impl TestContext {
 
     /// Like [`TestContext::new`], with a chance to change the configuration first.
     pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
-        crate::telemetry::init("tests");
+        mecapy_shared::telemetry::init("tests");
         let env = local_env();
         let admin_url = env["DATABASE_URL"].clone();
         let endpoint = env["AWS_ENDPOINT_URL"].clone();
@@ -209,7 +211,9 @@ impl TestContext {
         let storage = storage_at(&endpoint, &config.upload_bucket, &env).await;
         let state = AppState::with_storage(config.clone(), storage)
             .expect("app state")
-            .with_bus(Some(crate::bus::EventBus::with_client(events, &bus)));
+            .with_bus(Some(mecapy_shared::bus::EventBus::with_client(
+                events, &bus,
+            )));
         TestContext {
             env,
             config,
@@ -581,7 +585,7 @@ impl TestContext {
     /// A queue `name` that receives every event of the test's bus (a rule matching `mecapy`):
     /// what a subscriber of the stack's bus sees, envelope and all. Its URL.
     pub async fn events_queue(&self, sqs: &aws_sdk_sqs::Client, name: &str) -> String {
-        let pattern = serde_json::json!({"source": [crate::events::SOURCE]});
+        let pattern = serde_json::json!({"source": [mecapy_shared::events::SOURCE]});
         self.rule_to_queue(sqs, name, &self.bus, &pattern).await
     }
 
@@ -620,7 +624,7 @@ impl TestContext {
                     aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
                 )
             });
-        let pattern = crate::uploads::object_created_pattern(&self.bucket);
+        let pattern = mecapy_shared::uploads::object_created_pattern(&self.bucket);
         self.rule_to_queue(sqs, name, "default", &pattern).await
     }
 
@@ -628,7 +632,7 @@ impl TestContext {
     /// `WebhooksQueue` does (the webhooks function's retries go there too). Its URL.
     pub async fn webhooks_queue(&self, sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         let pattern = serde_json::json!({
-            "source": [crate::events::SOURCE],
+            "source": [mecapy_shared::events::SOURCE],
             "detail-type": ["CalculationFinished"],
         });
         self.rule_to_queue(sqs, name, &self.bus, &pattern).await

@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::sandbox::ecs;
-use crate::sandbox::Restrictions;
+use mecapy_shared::sandbox::ecs;
+use mecapy_shared::sandbox::Restrictions;
 
 pub fn moto_url() -> String {
     std::env::var("MOTO_URL").unwrap_or_else(|_| "http://127.0.0.1:5055".into())

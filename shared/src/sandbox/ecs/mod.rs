@@ -13,12 +13,8 @@ use crate::jobs::stager::streams_to_files;
 
 mod events;
 mod launch;
-#[cfg(feature = "test-support")]
-mod local;
 pub use events::{ContainerState, TaskEnd, TaskStateChange, TIMEOUT_REASON};
 pub use launch::{EcsLauncher, LaunchError, Launched, TaskRequest, STAGE_URL_ENV};
-#[cfg(feature = "test-support")]
-pub use local::{LocalAgent, LOCAL_STAGER_IMAGE};
 
 /// The container that holds the task's `/work` volume mounted for the task's whole life: a
 /// tmpfs volume of the engine's local driver is unmounted, and its files lost, as soon as no
