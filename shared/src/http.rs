@@ -587,12 +587,6 @@ where
     out.append(header::VARY, HeaderValue::from_static("Origin"));
 
     let status = response.status().as_u16();
-    // A change the request committed may have recorded events: send them now, after the
-    // commit (a failed send stays in the outbox; the request's answer does not change).
-    let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if mutating && status < 400 {
-        state.publish_events().await;
-    }
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let user_id = meta.user().unwrap_or_default();
     let duration_ms = (duration_ms * 1000.0).round() / 1000.0;

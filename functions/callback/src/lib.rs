@@ -53,6 +53,9 @@ async fn callback(state: AppState, req: Request) -> Result<Response<Body>, ApiEr
 
     let client = state.db.get().await.map_err(DbError::from)?;
     let user = db::users::upsert_login(&**client, &claims).await?;
+    drop(client);
+    // The login recorded its UserLogin event: send it now (what fails stays in the outbox).
+    state.publish_events().await;
     if let Some(meta) = http::RequestMeta::of(&req) {
         meta.set_user(user.id.to_string());
     }

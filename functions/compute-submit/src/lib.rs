@@ -81,6 +81,9 @@ async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
     let job = jobs::submit::submit(&state, &**db, user.id, &body, None)
         .await?
         .job;
+    drop(db);
+    // The job's CalculationQueued event: sent now (what fails stays in the outbox).
+    state.publish_events().await;
     tracing::info!(job_id = %job.id, tool = %job.tool, "job accepted");
     Ok(http::json(
         StatusCode::ACCEPTED,
@@ -160,6 +163,9 @@ async fn cancel(state: AppState, req: Request, id: Uuid) -> Result<Response<Body
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
     if let Some(job) = db::jobs::cancel(&**db, user.id, id).await? {
+        drop(db);
+        // The job's CalculationFinished event (cancelled): sent now.
+        state.publish_events().await;
         return Ok(http::json(StatusCode::OK, &view(&state, job).await?));
     }
     let job = db::jobs::get(&**db, user.id, id)

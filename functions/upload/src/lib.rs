@@ -94,7 +94,12 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
         content_type: &file.content_type,
     };
     match db::files::mark_available(&**db, &reserved, &stored).await {
-        Ok(Some(row)) => Ok(http::json(StatusCode::CREATED, &view(&state, row).await?)),
+        Ok(Some(row)) => {
+            drop(db);
+            // The upload recorded its FileUploaded event: sent now (what fails stays in the outbox).
+            state.publish_events().await;
+            Ok(http::json(StatusCode::CREATED, &view(&state, row).await?))
+        }
         // Its object's S3 event may have finished it first.
         Ok(None) => {
             let row = uploads::finished_meanwhile(&**db, &reserved).await?;
@@ -166,6 +171,9 @@ async fn complete(state: AppState, req: Request, id: Uuid) -> Result<Response<Bo
         .await?
         .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
     let done = uploads::finalise(&state, &**db, row).await?;
+    drop(db);
+    // A completion records the file's FileUploaded event: sent now.
+    state.publish_events().await;
     Ok(http::json(StatusCode::OK, &view(&state, done).await?))
 }
 
