@@ -9,7 +9,7 @@
 #   infra/deploy.sh console   build the web console (web/) and upload it with its config.json
 #   infra/deploy.sh all       tools, build (functions and console), deploy (stack, then console)
 #
-# The same commands a user runs by hand (README), with the tools from $MECAPY_HOME on PATH.
+# The same commands a user runs by hand (docs/aws.md), with the tools from $MECAPY_HOME on PATH.
 # SAM_BUILD_MODE=release builds optimised binaries instead (slower; what AWS gets).
 
 set -Eeuo pipefail
