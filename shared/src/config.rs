@@ -6,13 +6,7 @@ use std::time::Duration;
 use crate::db::tls::{self, DatabaseConfig};
 use crate::webhooks::TargetPolicy;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("environment variable {0} is not set")]
-    Missing(&'static str),
-    #[error("environment variable {name} is invalid: {reason}")]
-    Invalid { name: &'static str, reason: String },
-}
+pub use mecapy_adapters::ConfigError;
 
 /// The identity provider the API trusts (Keycloak in production, the local provider here).
 #[derive(Debug, Clone)]

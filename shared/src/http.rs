@@ -246,17 +246,7 @@ pub fn require_method(req: &Request, method: Method) -> Result<(), ApiError> {
     })
 }
 
-/// `error: cause: cause...`, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use mecapy_adapters::error_chain;
 
 /// Per-request facts the edge needs after the handler ran.
 #[derive(Clone, Debug)]
@@ -437,6 +427,56 @@ pub fn route<'a>(path: &'a str, root: &str) -> Option<Vec<&'a str>> {
     Some(segments[at + 1..].to_vec())
 }
 
+/// A request's place in a function's route table: its method and its path segments under a root
+/// (see [`route`]), with the table's two answers for what it lacks.
+pub struct Route {
+    pub method: Method,
+    path: String,
+    segments: Vec<String>,
+}
+
+impl Route {
+    /// `None` when the path has no `root` segment.
+    pub fn under(req: &Request, root: &str) -> Option<Route> {
+        let path = req.uri().path().to_string();
+        let segments = route(&path, root)?
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        Some(Route {
+            method: req.method().clone(),
+            path,
+            segments,
+        })
+    }
+
+    /// Like [`Route::under`], a 404 when the path has no `root` segment.
+    pub fn of(req: &Request, root: &str) -> Result<Route, ApiError> {
+        Route::under(req, root).ok_or_else(|| no_route(req.uri().path()))
+    }
+
+    pub fn segments(&self) -> Vec<&str> {
+        self.segments.iter().map(String::as_str).collect()
+    }
+
+    /// 405 naming the methods the path allows.
+    pub fn not_allowed(&self, allow: &'static str) -> ApiError {
+        ApiError::MethodNotAllowed {
+            method: self.method.to_string(),
+            allow,
+        }
+    }
+
+    /// 404: no route for the path.
+    pub fn not_found(&self) -> ApiError {
+        no_route(&self.path)
+    }
+}
+
+fn no_route(path: &str) -> ApiError {
+    ApiError::NotFound(format!("no route for {path}"))
+}
+
 const SECURITY_HEADERS: &[(&str, &str)] = &[
     (
         "strict-transport-security",
@@ -487,6 +527,21 @@ fn preflight(config: &Config, headers: &HeaderMap, request_id: &str, path: &str)
         HeaderValue::from_static("600"),
     );
     response
+}
+
+/// An API function's whole `main`: its telemetry, its state from the environment (once per cold
+/// start) and the Lambda runtime calling `handler` for each request.
+pub async fn run_api<F, Fut>(service: &'static str, handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(AppState, Request) -> Fut + Send,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send,
+{
+    crate::telemetry::init(service);
+    let state = AppState::from_env().await?;
+    lambda_http::run(lambda_http::service_fn(move |req| {
+        handler(state.clone(), req)
+    }))
+    .await
 }
 
 /// Runs one handler behind the edge: request id, content negotiation, CORS (preflight

@@ -4,19 +4,16 @@
 pub mod api;
 pub mod app;
 pub mod auth;
-pub mod bus;
 pub mod config;
-pub mod db;
 pub mod http;
 pub mod jobs;
 pub mod rules;
 pub mod sandbox;
 pub mod sqs_batch;
-pub mod storage;
-pub mod telemetry;
 pub mod uploads;
 pub mod webhooks;
 
+pub use mecapy_adapters::{bus, db, storage, telemetry};
 pub use mecapy_domain::events;
 pub use mecapy_pyvalidate as validation;
 

@@ -6,6 +6,27 @@ use std::future::Future;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
 
+/// An SQS-fed function's whole `main`: its telemetry, its state from the environment (once per
+/// cold start) and the Lambda runtime calling `handler` for each batch.
+pub async fn run<F, Fut>(service: &'static str, handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(crate::AppState, SqsEvent) -> Fut + Send,
+    Fut: Future<Output = SqsBatchResponse> + Send,
+{
+    use lambda_http::{lambda_runtime, LambdaEvent};
+    crate::telemetry::init(service);
+    let state = crate::AppState::from_env().await?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<SqsEvent>| {
+            let state = state.clone();
+            // Boxed: the handler's future stays out of the runtime's (deep) future type.
+            let work = Box::pin(handler(state, event.payload));
+            async move { Ok::<_, lambda_http::Error>(work.await) }
+        },
+    ))
+    .await
+}
+
 /// Runs `handle` on each record, `concurrency` at a time; a record whose handling fails (its
 /// reason logged, naming `what`) is an item failure of the response.
 pub async fn handle<T, F, Fut>(

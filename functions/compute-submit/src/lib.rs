@@ -19,32 +19,22 @@ pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Inf
 }
 
 async fn route(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
-    let path = req.uri().path().to_string();
-    if let Some(segments) = http::route(&path, "webhooks") {
-        return match (req.method(), segments.as_slice()) {
+    if let Some(r) = http::Route::under(&req, "webhooks") {
+        return match (&r.method, r.segments().as_slice()) {
             (&Method::GET, ["secret"]) => webhook_secret(state, req).await,
-            (method, ["secret"]) => Err(ApiError::MethodNotAllowed {
-                method: method.to_string(),
-                allow: "GET, OPTIONS",
-            }),
-            _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+            (_, ["secret"]) => Err(r.not_allowed("GET, OPTIONS")),
+            _ => Err(r.not_found()),
         };
     }
-    let segments = http::route(&path, "compute")
-        .ok_or_else(|| ApiError::NotFound(format!("no route for {path}")))?;
-    let method = req.method().clone();
-    let not_allowed = |allow| ApiError::MethodNotAllowed {
-        method: method.to_string(),
-        allow,
-    };
-    match (&method, segments.as_slice()) {
+    let r = http::Route::of(&req, "compute")?;
+    match (&r.method, r.segments().as_slice()) {
         (&Method::POST, []) => submit(state, req).await,
         (&Method::GET, []) => list(state, req).await,
         (&Method::GET, [id]) => get(state, req, parse_id(id)?).await,
         (&Method::DELETE, [id]) => cancel(state, req, parse_id(id)?).await,
-        (_, []) => Err(not_allowed("GET, POST, OPTIONS")),
-        (_, [_]) => Err(not_allowed("GET, DELETE, OPTIONS")),
-        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+        (_, []) => Err(r.not_allowed("GET, POST, OPTIONS")),
+        (_, [_]) => Err(r.not_allowed("GET, DELETE, OPTIONS")),
+        _ => Err(r.not_found()),
     }
 }
 

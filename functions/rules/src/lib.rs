@@ -19,22 +19,15 @@ pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Inf
 }
 
 async fn route(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
-    let path = req.uri().path().to_string();
-    let segments = http::route(&path, "rules")
-        .ok_or_else(|| ApiError::NotFound(format!("no route for {path}")))?;
-    let method = req.method().clone();
-    let not_allowed = |allow| ApiError::MethodNotAllowed {
-        method: method.to_string(),
-        allow,
-    };
-    match (&method, segments.as_slice()) {
+    let r = http::Route::of(&req, "rules")?;
+    match (&r.method, r.segments().as_slice()) {
         (&Method::POST, []) => create(state, req).await,
         (&Method::GET, []) => list(state, req).await,
         (&Method::GET, [id]) => get(state, req, parse_id(id)?).await,
         (&Method::DELETE, [id]) => delete(state, req, parse_id(id)?).await,
-        (_, []) => Err(not_allowed("GET, POST, OPTIONS")),
-        (_, [_]) => Err(not_allowed("GET, DELETE, OPTIONS")),
-        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+        (_, []) => Err(r.not_allowed("GET, POST, OPTIONS")),
+        (_, [_]) => Err(r.not_allowed("GET, DELETE, OPTIONS")),
+        _ => Err(r.not_found()),
     }
 }
 

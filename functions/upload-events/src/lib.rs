@@ -42,7 +42,8 @@ pub enum Outcome {
 }
 
 /// Handles a batch; the records that should come back are its item failures.
-pub async fn handle(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(state: AppState, event: SqsEvent) -> SqsBatchResponse {
+    let state = &state;
     let response = sqs_batch::handle(event, CONCURRENCY, "upload event", |message| async move {
         handle_message(state, &message).await
     })

@@ -1,16 +1,4 @@
-use lambda_runtime::{service_fn, LambdaEvent};
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    mecapy_shared::telemetry::init("upload-events");
-    let state = mecapy_shared::AppState::from_env().await?;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
-            let state = state.clone();
-            async move {
-                Ok::<_, lambda_runtime::Error>(upload_events::handle(&state, event.payload).await)
-            }
-        },
-    ))
-    .await
+    mecapy_shared::sqs_batch::run("upload-events", upload_events::handle).await
 }

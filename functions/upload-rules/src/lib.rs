@@ -14,7 +14,8 @@ use mecapy_shared::{sqs_batch, AppState};
 const CONCURRENCY: usize = 4;
 
 /// Handles a batch; the records that should come back are its item failures.
-pub async fn handle(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(state: AppState, event: SqsEvent) -> SqsBatchResponse {
+    let state = &state;
     let response = sqs_batch::handle(event, CONCURRENCY, "upload", |message| async move {
         handle_message(state, &message).await
     })

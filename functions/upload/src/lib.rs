@@ -26,24 +26,17 @@ pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Inf
 }
 
 async fn route(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
-    let path = req.uri().path().to_string();
-    let segments = http::route(&path, "files")
-        .ok_or_else(|| ApiError::NotFound(format!("no route for {path}")))?;
-    let method = req.method().clone();
-    let not_allowed = |allow| ApiError::MethodNotAllowed {
-        method: method.to_string(),
-        allow,
-    };
-    match (&method, segments.as_slice()) {
+    let r = http::Route::of(&req, "files")?;
+    match (&r.method, r.segments().as_slice()) {
         (&Method::POST, []) => upload(state, req).await,
         (&Method::GET, []) => list(state, req).await,
         (&Method::POST, ["presign"]) => presign(state, req).await,
         (&Method::POST, [id, "complete"]) => complete(state, req, parse_id(id)?).await,
-        (_, ["presign"]) | (_, [_, "complete"]) => Err(not_allowed("POST, OPTIONS")),
+        (_, ["presign"]) | (_, [_, "complete"]) => Err(r.not_allowed("POST, OPTIONS")),
         (&Method::GET, [id]) => get(state, req, parse_id(id)?).await,
-        (_, []) => Err(not_allowed("GET, POST, OPTIONS")),
-        (_, [_]) => Err(not_allowed("GET, OPTIONS")),
-        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+        (_, []) => Err(r.not_allowed("GET, POST, OPTIONS")),
+        (_, [_]) => Err(r.not_allowed("GET, OPTIONS")),
+        _ => Err(r.not_found()),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod files;
+pub mod identity;
 pub mod job;
 pub mod keys;
 pub mod messages;

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::db::{files::FileRow, jobs::Job, users::User};
 use crate::validation::Finding;
+pub use mecapy_domain::job::JobOutput;
 
 pub mod docs;
 pub mod openapi;
@@ -208,14 +209,6 @@ pub struct OutputLink {
     /// Its size in bytes.
     pub size: i64,
     pub url: String,
-}
-
-/// One file a job wrote under `/work/out`, as its record keeps it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JobOutput {
-    pub name: String,
-    pub size: i64,
-    pub sha256: String,
 }
 
 /// An error, as RFC 9457 `application/problem+json`.

@@ -8,26 +8,11 @@ use std::time::Instant;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 
 use super::{AuthError, OidcClient};
 
-/// The claims the API reads from an access token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Claims {
-    pub sub: String,
-    pub iss: String,
-    pub exp: i64,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub preferred_username: Option<String>,
-    #[serde(default)]
-    pub scope: Option<String>,
-}
+pub use mecapy_domain::identity::Claims;
 
 #[derive(Default)]
 struct KeyCache {

@@ -10,6 +10,7 @@ use super::keys;
 use crate::db::{files::FileRow, jobs::Job, tools::Tool};
 use crate::http::ApiError;
 use crate::sandbox::{JobSpec, Limits};
+pub use mecapy_domain::job::Input;
 
 /// Largest number of input files a job may take.
 pub const MAX_INPUTS: usize = 32;
@@ -133,29 +134,15 @@ pub fn image_for(tool: &Tool, compute_image: Option<&str>) -> String {
     }
 }
 
-/// One input as the manifest and the job record name it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct Input {
-    pub file_id: Uuid,
-    pub filename: String,
-    pub key: String,
-    pub sha256: String,
-    pub size: i64,
-    /// Where the job finds it, relative to /work.
-    pub path: String,
-}
-
-impl Input {
-    /// The input a stored file becomes: under `inputs/`, by its name.
-    pub fn of(file: FileRow) -> Self {
-        Input {
-            file_id: file.id,
-            path: format!("{INPUTS_DIR}/{}", file.filename),
-            filename: file.filename,
-            key: file.s3_key,
-            sha256: file.sha256.unwrap_or_default(),
-            size: file.size_bytes.unwrap_or(0),
-        }
+/// The input a stored file becomes: under `inputs/`, by its name.
+pub fn input_of(file: FileRow) -> Input {
+    Input {
+        file_id: file.id,
+        path: format!("{INPUTS_DIR}/{}", file.filename),
+        filename: file.filename,
+        key: file.s3_key,
+        sha256: file.sha256.unwrap_or_default(),
+        size: file.size_bytes.unwrap_or(0),
     }
 }
 
@@ -165,7 +152,7 @@ pub fn unique_inputs(files: impl IntoIterator<Item = FileRow>) -> Vec<Input> {
     let mut inputs: Vec<Input> = Vec::new();
     for file in files {
         if !inputs.iter().any(|i| i.filename == file.filename) {
-            inputs.push(Input::of(file));
+            inputs.push(input_of(file));
         }
     }
     inputs

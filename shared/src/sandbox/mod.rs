@@ -24,80 +24,16 @@ pub mod ecs;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use config::{DEADLINE_LABEL, HOLDER_GRACE};
 pub use docker::DockerRuntime;
+pub use mecapy_domain::job::Limits;
 pub use restrictions::{Restrictions, Tmpfs};
 
 /// The label every container and volume the sandbox creates carries, so leftovers can be found
 /// (its value is the role: `job` or `work`).
 pub const SANDBOX_LABEL: &str = "org.mecapy.sandbox";
-
-/// Resource limits of one job. The defaults are the seed's; a tool may tighten or loosen them.
-///
-/// Serialized as stored with the job (the timeout as `timeout_seconds`); missing fields take
-/// their default when deserializing, so older records stay readable.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-#[serde(default)]
-pub struct Limits {
-    /// Memory limit in MiB; swap is set equal, so there is no extra swap.
-    pub memory_mb: i64,
-    /// CPU share (engine NanoCpus), e.g. 0.5 for half a core.
-    pub cpus: f64,
-    /// Wall-clock limit from start to exit; the container is killed when it is reached.
-    #[serde(rename = "timeout_seconds", with = "timeout_seconds")]
-    #[schema(value_type = u64)]
-    pub timeout: Duration,
-    /// Maximum number of processes and threads in the container.
-    pub pids_limit: i64,
-    /// Size of the tmpfs mounted at `/tmp` (noexec, nosuid, nodev), in MiB.
-    pub tmp_mb: i64,
-    /// Size of the writable `/work` (inputs and outputs together), in MiB.
-    pub work_mb: i64,
-    /// stdout kept, in bytes; the rest is read and dropped, and the result says so.
-    pub stdout_max_bytes: u64,
-    /// stderr kept, in bytes; the rest is read and dropped, and the result says so.
-    pub stderr_max_bytes: u64,
-    /// Number of regular files collected from `/work/out` after the run.
-    pub output_max_files: usize,
-    /// Total size of the files collected from `/work/out`, in bytes.
-    pub output_max_bytes: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            memory_mb: 256,
-            cpus: 0.5,
-            timeout: Duration::from_secs(30),
-            pids_limit: 64,
-            tmp_mb: 64,
-            work_mb: 128,
-            stdout_max_bytes: 1024 * 1024,
-            stderr_max_bytes: 1024 * 1024,
-            output_max_files: 20,
-            output_max_bytes: 50 * 1024 * 1024,
-        }
-    }
-}
-
-/// `Duration` as a number of seconds (fractional allowed), the way jobs store their limits.
-mod timeout_seconds {
-    use std::time::Duration;
-
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let seconds = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(seconds)
-            .map_err(|_| D::Error::custom(format!("invalid timeout_seconds: {seconds}")))
-    }
-}
 
 /// Everything needed to run one job. Nothing else reaches the container: in particular not the
 /// dispatcher's own environment.

@@ -6,7 +6,7 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use super::{outbox, DbError};
-use crate::auth::Claims;
+use mecapy_domain::identity::Claims;
 
 /// A user, as the identity provider knows it.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]

@@ -40,7 +40,7 @@ impl From<tokio_postgres::Error> for DbError {
         match e.as_db_error() {
             Some(db) if !unavailable_codes.contains(&db.code().code()) => DbError::Query(e),
             // The cause (a refused certificate, a timeout) is in the source chain only.
-            _ => DbError::Unavailable(crate::http::error_chain(&e)),
+            _ => DbError::Unavailable(crate::error_chain(&e)),
         }
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::webhooks::{self, WebhookStatus};
 use super::{outbox, DbError};
-use crate::jobs::JobStatus;
+use mecapy_domain::job::JobStatus;
 
 /// A computation and what became of it.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -18,20 +18,20 @@ pub struct Job {
     #[serde(skip)]
     pub user_id: Uuid,
     pub tool: String,
-    #[schema(value_type = crate::jobs::JobStatus)]
+    #[schema(value_type = mecapy_domain::job::JobStatus)]
     pub status: String,
     /// The image it runs in, and the digest of the one it ran in.
     pub image: String,
     pub image_digest: Option<String>,
     /// The limits it runs under.
-    #[schema(value_type = crate::sandbox::Limits)]
+    #[schema(value_type = mecapy_domain::job::Limits)]
     pub limits: Value,
     /// Its command line arguments.
     #[schema(value_type = Vec<String>)]
     pub args: Value,
     pub code_sha256: Option<String>,
     /// Its input files, each with the sha256 it was checked against.
-    #[schema(value_type = Vec<crate::jobs::Input>)]
+    #[schema(value_type = Vec<mecapy_domain::job::Input>)]
     pub inputs: Value,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
@@ -40,7 +40,7 @@ pub struct Job {
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     /// The files it wrote under `/work/out` (within the output caps).
-    #[schema(value_type = Vec<crate::api::JobOutput>)]
+    #[schema(value_type = Vec<mecapy_domain::job::JobOutput>)]
     pub outputs: Value,
     pub outputs_truncated: bool,
     pub created_at: DateTime<Utc>,

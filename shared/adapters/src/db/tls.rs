@@ -46,7 +46,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
-use crate::config::ConfigError;
+use crate::ConfigError;
 
 /// The connection URL (libpq URL syntax, plus `sslmode` and `sslrootcert`).
 pub const URL_VAR: &str = "DATABASE_URL";
@@ -188,7 +188,7 @@ impl DatabaseConfig {
         }
 
         let mut pg = tokio_postgres::Config::from_str(&parts.rest)
-            .map_err(|e| invalid_url(crate::http::error_chain(&e)))?;
+            .map_err(|e| invalid_url(crate::error_chain(&e)))?;
         pg.ssl_mode(match sslmode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use crate::db::{outbox, DbError, Pool};
-use crate::events::{self, Event};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use mecapy_domain::events::{self, Event};
 
 /// PutEvents takes at most ten entries.
 const BATCH: i64 = 10;
