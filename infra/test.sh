@@ -115,14 +115,23 @@ build() {
 
 deploy() { infra/deploy.sh deploy; }
 
-test_build() { cargo test --workspace --all-features --no-run; }
+# The end-to-end crate's own unit tests resolve its features alone: built here, run in e2e.
+test_build() {
+  cargo test --workspace --all-features --no-run
+  cargo test -p mecapy-e2e --all-features --lib --no-run
+}
 
 # Everything but the end-to-end crate, which runs beside it.
 tests() { cargo test --workspace --all-features --exclude mecapy-e2e -- --test-threads "$TEST_THREADS"; }
 
-# The end-to-end tests (infra/e2e/tests/stack.rs) on the deployed stack. The same package set and
+# The end-to-end tests (infra/e2e/tests/stack.rs) on the deployed stack, then the least-privilege
+# test over the AWS calls they made (infra/e2e/tests/least_privilege.rs). The same package set and
 # features as the other run, so nothing is compiled again.
-e2e() { cargo test --workspace --all-features --test stack -- --test-threads "$TEST_THREADS"; }
+e2e() {
+  cargo test --workspace --all-features --test stack -- --test-threads "$TEST_THREADS"
+  cargo test --workspace --all-features --test least_privilege
+  cargo test -p mecapy-e2e --all-features --lib
+}
 
 contract() { infra/contract/contract.sh test; }
 

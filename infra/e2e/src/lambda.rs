@@ -1,33 +1,26 @@
 //! The few Lambda API calls the tests and the bench need (find a function of the stack, read
 //! and change its configuration), as SigV4-signed REST requests to LocalStack.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use crate::api::{client, Failure};
+use crate::api::Failure;
+use crate::aws::AwsRest;
 use crate::env::StackEnv;
 
 const API: &str = "/2015-03-31/functions";
 
 /// The Lambda service of LocalStack.
 pub struct Lambda {
-    endpoint: String,
-    region: String,
-    key: String,
-    secret: String,
-    http: reqwest::Client,
+    aws: AwsRest,
 }
 
 impl Lambda {
     pub fn new(env: &StackEnv) -> Self {
         Lambda {
-            endpoint: env.endpoint().to_string(),
-            region: env.var("AWS_REGION").to_string(),
-            key: env.var("AWS_ACCESS_KEY_ID").to_string(),
-            secret: env.var("AWS_SECRET_ACCESS_KEY").to_string(),
-            http: client(Duration::from_secs(60)),
+            aws: AwsRest::new(env, "lambda"),
         }
     }
 
@@ -37,66 +30,9 @@ impl Lambda {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
-        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-        use aws_sigv4::sign::v4;
-        let url = format!("{}{path}", self.endpoint);
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let identity = aws_credential_types::Credentials::new(
-            &self.key,
-            &self.secret,
-            None,
-            None,
-            "mecapy-e2e",
-        )
-        .into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("lambda")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| Failure::new(format!("signing parameters: {e}")))?
-            .into();
-        let headers = [("content-type", "application/json")];
-        let signable = SignableRequest::new(
-            method.as_str(),
-            &url,
-            headers.iter().copied(),
-            SignableBody::Bytes(&bytes),
-        )
-        .map_err(|e| Failure::new(format!("{method} {url}: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| Failure::new(format!("signing {method} {url}: {e}")))?
-            .into_parts();
-        let mut req = http::Request::builder()
-            .method(method.as_str())
-            .uri(&url)
-            .header("content-type", "application/json")
-            .body(bytes)
-            .map_err(|e| Failure::new(format!("{method} {url}: {e}")))?;
-        instructions.apply_to_request_http1x(&mut req);
-        let req = reqwest::Request::try_from(req)
-            .map_err(|e| Failure::new(format!("{method} {url}: {e}")))?;
-        let r = self.http.execute(req).await.map_err(|e| {
-            Failure::new(format!(
-                "{method} {url}: LocalStack's Lambda API does not answer ({e}): `make up`"
-            ))
-        })?;
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(Failure {
-                message: format!("{method} {url}"),
-                status: Some(status.as_u16()),
-                body: Some(text),
-            });
-        }
-        serde_json::from_str(&text).map_err(|e| Failure {
-            message: format!("{method} {url}: not JSON ({e})"),
-            status: Some(status.as_u16()),
-            body: Some(text),
-        })
+        self.aws
+            .call(method, path, &[("content-type", "application/json")], body)
+            .await
     }
 
     /// Every function's configuration.

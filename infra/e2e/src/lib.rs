@@ -5,13 +5,16 @@
 //! - [`api`]: an HTTP client of the API that keeps every answer for the report;
 //! - [`auth`]: a development user's real login, provider-signed and forged tokens;
 //! - [`journey`]: the demo journey, step by step, with durations;
-//! - [`lambda`], [`queues`]: the Lambda and SQS calls the tests and the bench need.
+//! - [`lambda`], [`logs`], [`queues`]: the Lambda, CloudWatch Logs and SQS calls the tests and
+//!   the bench need ([`aws`]: the signed requests under the first two).
 
 pub mod api;
 pub mod auth;
+pub mod aws;
 pub mod env;
 pub mod journey;
 pub mod lambda;
+pub mod logs;
 pub mod queues;
 
 pub use api::{Api, Failure, Payload, Reply};
