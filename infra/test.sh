@@ -122,7 +122,7 @@ test_build() {
 }
 
 # Everything but the end-to-end crate, which runs beside it.
-tests() { cargo test --workspace --all-features --exclude mecapy-e2e -- --test-threads "$TEST_THREADS"; }
+tests() { cargo test --workspace --all-features --exclude mecapy-e2e --no-fail-fast -- --test-threads "$TEST_THREADS"; }
 
 # The end-to-end tests (infra/e2e/tests/stack.rs) on the deployed stack, then the least-privilege
 # test over the AWS calls they made (infra/e2e/tests/least_privilege.rs). The same package set and

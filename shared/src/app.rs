@@ -29,6 +29,8 @@ pub struct AppState {
     pub tokens: Arc<TokenValidator>,
     /// The stack's event bus (`EVENT_BUS_NAME`); without one, events stay in the outbox.
     pub bus: Option<EventBus>,
+    /// The AWS SDK's configuration, loaded once per cold start (see [`AppState::aws`]).
+    pub sdk: Option<aws_config::SdkConfig>,
 }
 
 impl AppState {
@@ -38,12 +40,24 @@ impl AppState {
 
     /// Builds clients without contacting any service: a cold start never waits on one.
     pub async fn new(config: Config) -> Result<Self, StartupError> {
-        let storage = Storage::from_env(&config.upload_bucket).await;
-        let bus = match &config.event_bus_name {
-            Some(name) => Some(EventBus::new(&aws_config::load_from_env().await, name)),
-            None => None,
-        };
-        Ok(Self::with_storage(config, storage)?.with_bus(bus))
+        let sdk = aws_config::load_from_env().await;
+        let storage = Storage::new(&sdk, &config.upload_bucket);
+        let bus = config
+            .event_bus_name
+            .as_ref()
+            .map(|name| EventBus::new(&sdk, name));
+        let mut state = Self::with_storage(config, storage)?.with_bus(bus);
+        state.sdk = Some(sdk);
+        Ok(state)
+    }
+
+    /// The AWS SDK configuration for a function's other clients (SQS, ECS): the one loaded at
+    /// start-up, or loaded now for a state built with [`AppState::with_storage`].
+    pub async fn aws(&self) -> aws_config::SdkConfig {
+        match &self.sdk {
+            Some(sdk) => sdk.clone(),
+            None => aws_config::load_from_env().await,
+        }
     }
 
     /// With an S3 client built by the caller (tests point it at their own endpoint).
@@ -58,6 +72,7 @@ impl AppState {
             oidc,
             tokens,
             bus: None,
+            sdk: None,
         })
     }
 

@@ -132,8 +132,7 @@ impl Dispatcher {
         state: AppState,
         compute: Compute,
     ) -> Result<Self, mecapy_shared::app::StartupError> {
-        let sdk = aws_config::load_from_env().await;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&state.aws().await);
         let config = state.config.clone();
         let concurrency = match (config.dispatch_concurrency, &compute) {
             (Some(n), _) => n,

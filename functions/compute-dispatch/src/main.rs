@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = mecapy_shared::AppState::from_env().await?;
     let compute = match &state.config.ecs {
         Some(ecs) => Compute::Ecs(EcsCompute {
-            launcher: EcsLauncher::new(&aws_config::load_from_env().await, &ecs.cluster),
+            launcher: EcsLauncher::new(&state.aws().await, &ecs.cluster),
             task_definition: ecs.task_definition.clone(),
             start_allowance: ecs.start_allowance,
         }),

@@ -6,7 +6,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = mecapy_shared::AppState::from_env().await?;
     let retries = match &state.config.webhooks_queue_url {
         Some(url) => Some(webhooks::RetryQueue::new(
-            aws_sdk_sqs::Client::new(&aws_config::load_from_env().await),
+            aws_sdk_sqs::Client::new(&state.aws().await),
             url,
         )),
         None => None,

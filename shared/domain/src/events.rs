@@ -410,7 +410,7 @@ mod tests {
 
     #[test]
     fn the_committed_schemas_are_the_derived_ones() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
         for kind in KINDS {
             let path = dir.join(schema_file(kind));
             let committed = std::fs::read_to_string(&path).unwrap_or_default();

@@ -27,7 +27,7 @@ const START_HINT: &str = "start the local services with `make up` (or `infra/ser
 
 /// `infra/local.env`, overridden by the process environment.
 pub fn local_env() -> HashMap<String, String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/local.env");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/local.env");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
     let mut vars: HashMap<String, String> = text
         .lines()
