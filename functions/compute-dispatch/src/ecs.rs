@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use mecapy_shared::db::{self, jobs::Job};
-use mecapy_shared::jobs::stager::StagedReport;
+use mecapy_shared::jobs::stager::{StagedReport, StoredOutput};
 use mecapy_shared::jobs::{keys, JobStatus, Manifest, StageDocument};
 use mecapy_shared::sandbox::ecs::{
     EcsLauncher, LaunchError, TaskEnd, TaskRequest, TaskStateChange,
 };
 use mecapy_shared::sandbox::{Outcome, Restrictions, HOLDER_GRACE};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::run::{job_timeout, StoredOutcome, MAX_MANIFEST_BYTES};
@@ -108,11 +107,11 @@ impl Dispatcher {
             tracing::warn!(%job_id, "task end of a job that does not exist; ignored");
             return Ok(());
         };
-        let job = match job.status() {
-            Some(JobStatus::Running) => job,
+        let job = match job.status {
+            JobStatus::Running => job,
             // Requeued by the sweep while its task still ran (its lease ran out first, the task
             // waiting long for an instance): the task's end is the job's outcome all the same.
-            Some(JobStatus::Queued) if job.attempts > 0 => {
+            JobStatus::Queued if job.attempts > 0 => {
                 let margin = self.lease_margin();
                 let max_attempts = self.state.config.max_attempts;
                 match db::jobs::claim(&**db, job_id, margin, max_attempts).await? {
@@ -121,7 +120,7 @@ impl Dispatcher {
                 }
             }
             _ => {
-                tracing::info!(%job_id, status = job.status, "task end of a job not running; ignored");
+                tracing::info!(%job_id, status = %job.status, "task end of a job not running; ignored");
                 return Ok(());
             }
         };
@@ -153,19 +152,14 @@ impl Dispatcher {
                 let report = report.unwrap_or_else(|| empty_report(job_id));
                 let outcome = StoredOutcome {
                     attempt: job.attempts,
-                    status: match outcome {
-                        Outcome::Succeeded => JobStatus::Succeeded,
-                        Outcome::Failed => JobStatus::Failed,
-                        Outcome::Timeout => JobStatus::Timeout,
-                        Outcome::Oom => JobStatus::Oom,
-                    },
+                    status: outcome.status(),
                     exit_code: exit_code.map(|c| c as i32),
                     duration_ms: duration.as_millis() as i64,
                     image_digest: change.job_image_digest(),
                     limits: job.limits.clone(),
                     stdout_truncated: report.stdout.truncated,
                     stderr_truncated: report.stderr.truncated,
-                    outputs: json!(report.outputs),
+                    outputs: report.outputs.iter().map(StoredOutput::record).collect(),
                     outputs_truncated: report.outputs_truncated,
                 };
                 let stored = serde_json::to_vec(&outcome)

@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use mecapy_shared::api::JobOutput;
 use mecapy_shared::db::{self, jobs::Job, DbError};
 use mecapy_shared::jobs::{keys, JobStatus, Manifest};
-use mecapy_shared::sandbox::{Limits, Outcome, HOLDER_GRACE};
+use mecapy_shared::sandbox::{Limits, HOLDER_GRACE};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -28,18 +28,16 @@ pub(crate) struct StoredOutcome {
     pub exit_code: Option<i32>,
     pub duration_ms: i64,
     pub image_digest: Option<String>,
-    pub limits: Value,
+    pub limits: Limits,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
-    pub outputs: Value,
+    pub outputs: Vec<JobOutput>,
     pub outputs_truncated: bool,
 }
 
 /// The job's wall-clock limit, as recorded with it.
 pub(crate) fn job_timeout(job: &Job) -> Duration {
-    serde_json::from_value::<Limits>(job.limits.clone())
-        .map(|l| l.timeout)
-        .unwrap_or_else(|_| Limits::default().timeout)
+    job.limits.timeout
 }
 
 impl Dispatcher {
@@ -131,8 +129,8 @@ impl Dispatcher {
             tracing::warn!(%job_id, "message of a job that does not exist; ignored");
             return Ok(());
         };
-        match (job.status(), job.lease_expires_at) {
-            (Some(JobStatus::Running), Some(lease)) => {
+        match (job.status, job.lease_expires_at) {
+            (JobStatus::Running, Some(lease)) => {
                 let left = (lease - chrono::Utc::now()).to_std().unwrap_or_default();
                 if left.is_zero() {
                     drop(db);
@@ -147,12 +145,12 @@ impl Dispatcher {
                     after: left + Duration::from_secs(1),
                 })
             }
-            (Some(JobStatus::Queued), _) => Err(DispatchError::Later {
+            (JobStatus::Queued, _) => Err(DispatchError::Later {
                 reason: "the job changed during the claim".into(),
                 after: Duration::from_secs(1),
             }),
             _ => {
-                tracing::info!(%job_id, status = job.status, "job already handled; duplicate delivery ignored");
+                tracing::info!(%job_id, status = %job.status, "job already handled; duplicate delivery ignored");
                 Ok(())
             }
         }
@@ -316,24 +314,23 @@ impl Dispatcher {
                     "application/octet-stream",
                 )
                 .await?;
-            outputs.push(json!({"name": name, "size": data.len(), "sha256": hex::encode(Sha256::digest(data))}));
+            outputs.push(JobOutput {
+                name: name.clone(),
+                size: data.len() as i64,
+                sha256: hex::encode(Sha256::digest(data)),
+            });
         }
 
         let outcome = StoredOutcome {
             attempt: job.attempts,
-            status: match result.outcome {
-                Outcome::Succeeded => JobStatus::Succeeded,
-                Outcome::Failed => JobStatus::Failed,
-                Outcome::Timeout => JobStatus::Timeout,
-                Outcome::Oom => JobStatus::Oom,
-            },
+            status: result.outcome.status(),
             exit_code: result.exit_code.map(|c| c as i32),
             duration_ms: result.duration.as_millis() as i64,
             image_digest: result.image_digest.clone(),
-            limits: json!(result.limits),
+            limits: result.limits.clone(),
             stdout_truncated: result.stdout_truncated,
             stderr_truncated: result.stderr_truncated,
-            outputs: json!(outputs),
+            outputs,
             outputs_truncated: result.outputs_truncated,
         };
         let stored = serde_json::to_vec(&outcome)

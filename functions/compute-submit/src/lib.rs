@@ -10,7 +10,7 @@ use lambda_http::{Body, Request, Response};
 use mecapy_shared::api::{JobLinks, JobView, OutputLink, Page, SubmitAccepted, WebhookSecret};
 use mecapy_shared::db::{self, jobs::Job, DbError};
 use mecapy_shared::http::{self, ApiError};
-use mecapy_shared::jobs::{self, keys, JobStatus, SubmitRequest};
+use mecapy_shared::jobs::{self, keys, SubmitRequest};
 use mecapy_shared::{webhooks, AppState};
 use uuid::Uuid;
 
@@ -97,11 +97,7 @@ async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, 
 
 async fn view(state: &AppState, job: Job) -> Result<JobView, ApiError> {
     let mut links = JobLinks::of(job.id);
-    let ran = matches!(
-        job.status(),
-        Some(JobStatus::Succeeded | JobStatus::Failed | JobStatus::Timeout | JobStatus::Oom)
-    );
-    if ran {
+    if job.status.ran() {
         let ttl = state.config.presign_ttl;
         links.stdout = Some(
             state
@@ -116,18 +112,16 @@ async fn view(state: &AppState, job: Job) -> Result<JobView, ApiError> {
                 .await?,
         );
         let mut outputs = Vec::new();
-        for output in job.outputs.as_array().into_iter().flatten() {
-            let Some(name) = output["name"].as_str() else {
-                continue;
-            };
+        for output in &job.outputs {
+            let name = &output.name;
             let file = name.rsplit('/').next().unwrap_or(name);
             let url = state
                 .storage
                 .presign_get(&keys::output(job.id, name), file, ttl)
                 .await?;
             outputs.push(OutputLink {
-                name: name.to_string(),
-                size: output["size"].as_i64().unwrap_or(0),
+                name: name.clone(),
+                size: output.size,
                 url,
             });
         }

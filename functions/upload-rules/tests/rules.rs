@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Response};
 use mecapy_shared::db::{jobs, outbox};
-use mecapy_shared::jobs::keys;
+use mecapy_shared::jobs::{keys, JobStatus};
 use mecapy_testkit::{
     assert_problem, body_json, json_request, multipart_request, receive, request, sdk_config_at,
     TestContext,
@@ -176,9 +176,9 @@ async fn a_matching_upload_runs_its_rule_once_even_when_its_event_comes_twice() 
         job.upload_file_id.map(|u| u.to_string()),
         Some(matching.clone())
     );
-    assert_eq!(job.status, "queued");
-    assert_eq!(job.inputs[0]["file_id"], matching.as_str());
-    assert_eq!(job.args, json!(["mesure-1.csv"]));
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(job.inputs[0].file_id.to_string(), matching);
+    assert_eq!(job.args, ["mesure-1.csv"]);
     assert_eq!(
         job.callback_url.as_deref(),
         Some("http://172.17.0.1:9/rule-hook"),

@@ -103,10 +103,10 @@ impl Setup {
                 exit_code: Some(0),
                 duration_ms: 1234,
                 image_digest: None,
-                limits: &json!({}),
+                limits: &mecapy_shared::sandbox::Limits::default(),
                 stdout_truncated: false,
                 stderr_truncated: false,
-                outputs: &json!([]),
+                outputs: &[],
                 outputs_truncated: false,
             },
         )

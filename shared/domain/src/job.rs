@@ -54,6 +54,14 @@ impl JobStatus {
         })
     }
 
+    /// Whether the job ran to an end in the sandbox, so that it has stdout, stderr and outputs.
+    pub fn ran(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Timeout | JobStatus::Oom
+        )
+    }
+
     /// A final state never changes again.
     pub fn is_final(self) -> bool {
         !matches!(self, JobStatus::Queued | JobStatus::Running)
@@ -68,6 +76,12 @@ impl JobStatus {
             (Running, to) => to.is_final() && to != Cancelled,
             _ => false,
         }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

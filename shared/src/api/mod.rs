@@ -153,8 +153,7 @@ impl<T: ToSchema> Page<T> {
 pub struct SubmitAccepted {
     pub job_id: Uuid,
     /// `queued`.
-    #[schema(value_type = crate::jobs::JobStatus)]
-    pub status: String,
+    pub status: crate::jobs::JobStatus,
     pub links: JobLinks,
 }
 

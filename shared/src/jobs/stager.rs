@@ -141,6 +141,17 @@ pub struct StoredOutput {
     pub sha256: String,
 }
 
+impl StoredOutput {
+    /// The output as the job's record lists it.
+    pub fn record(&self) -> mecapy_domain::job::JobOutput {
+        mecapy_domain::job::JobOutput {
+            name: self.name.clone(),
+            size: self.size as i64,
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
 /// What stage-out stored (`results/{id}/staged.json`, written last).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StagedReport {

@@ -3,13 +3,12 @@
 //! static validation) and is written the same way (its row, its code, then its manifest,
 //! whose creation dispatches it).
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::spec::{self, CodeSource};
-use super::{keys, Manifest, SubmitRequest};
+use super::{keys, JobStatus, Manifest, SubmitRequest};
 use crate::db::{self, jobs::Job, jobs::NewJob};
 use crate::http::ApiError;
 use crate::validation::{self, Policy};
@@ -67,10 +66,10 @@ pub async fn submit(
             user_id,
             tool_id: tool.id,
             image: &image,
-            limits: &json!(limits),
-            args: &json!(request.args),
+            limits: &limits,
+            args: &request.args,
             code_sha256: &code_sha256,
-            inputs: &json!(inputs),
+            inputs: &inputs,
             origin,
             callback_url: callback_url.as_deref(),
         },
@@ -82,7 +81,7 @@ pub async fn submit(
             let job = db::jobs::of_origin(db, rule, upload)
                 .await?
                 .ok_or_else(|| ApiError::Internal("the rule's job vanished".into()))?;
-            if job.status != "queued" {
+            if job.status != JobStatus::Queued {
                 return Ok(Accepted {
                     job,
                     created: false,

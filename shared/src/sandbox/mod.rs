@@ -71,6 +71,19 @@ pub enum Outcome {
     Oom,
 }
 
+impl Outcome {
+    /// The job's final status for this end of its run.
+    pub fn status(self) -> mecapy_domain::job::JobStatus {
+        use mecapy_domain::job::JobStatus;
+        match self {
+            Outcome::Succeeded => JobStatus::Succeeded,
+            Outcome::Failed => JobStatus::Failed,
+            Outcome::Timeout => JobStatus::Timeout,
+            Outcome::Oom => JobStatus::Oom,
+        }
+    }
+}
+
 /// What a run produced, and under which limits.
 #[derive(Debug, Clone)]
 pub struct RunResult {

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::webhooks::{self, WebhookStatus};
 use super::{outbox, DbError};
-use mecapy_domain::job::JobStatus;
+use mecapy_domain::job::{Input, JobOutput, JobStatus, Limits};
+use tokio_postgres::types::Json;
 
 /// A computation and what became of it.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -18,21 +19,17 @@ pub struct Job {
     #[serde(skip)]
     pub user_id: Uuid,
     pub tool: String,
-    #[schema(value_type = mecapy_domain::job::JobStatus)]
-    pub status: String,
+    pub status: JobStatus,
     /// The image it runs in, and the digest of the one it ran in.
     pub image: String,
     pub image_digest: Option<String>,
     /// The limits it runs under.
-    #[schema(value_type = mecapy_domain::job::Limits)]
-    pub limits: Value,
+    pub limits: Limits,
     /// Its command line arguments.
-    #[schema(value_type = Vec<String>)]
-    pub args: Value,
+    pub args: Vec<String>,
     pub code_sha256: Option<String>,
     /// Its input files, each with the sha256 it was checked against.
-    #[schema(value_type = Vec<mecapy_domain::job::Input>)]
-    pub inputs: Value,
+    pub inputs: Vec<Input>,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
     pub attempts: i32,
@@ -40,8 +37,7 @@ pub struct Job {
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     /// The files it wrote under `/work/out` (within the output caps).
-    #[schema(value_type = Vec<mecapy_domain::job::JobOutput>)]
-    pub outputs: Value,
+    pub outputs: Vec<JobOutput>,
     pub outputs_truncated: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -58,10 +54,14 @@ pub struct Job {
     pub webhook: Option<WebhookStatus>,
 }
 
-impl Job {
-    pub fn status(&self) -> Option<JobStatus> {
-        JobStatus::parse(&self.status)
-    }
+/// A jsonb column as its type; a value that does not read (written by hand) is logged and taken
+/// as the type's default, so the job stays readable.
+fn json_column<T: serde::de::DeserializeOwned + Default>(r: &Row, column: &str) -> T {
+    let value: Value = r.get(column);
+    serde_json::from_value(value).unwrap_or_else(|e| {
+        tracing::warn!(column, error = %e, "a job's column does not read as its type");
+        T::default()
+    })
 }
 
 /// A job with its tool's name and its webhook (`w`, see `webhooks::status_json`).
@@ -78,20 +78,21 @@ impl From<&Row> for Job {
             id: r.get("id"),
             user_id: r.get("user_id"),
             tool: r.get("tool"),
-            status: r.get("status"),
+            // The table's CHECK admits only the machine's statuses.
+            status: JobStatus::parse(r.get("status")).unwrap_or(JobStatus::Error),
             image: r.get("image"),
             image_digest: r.get("image_digest"),
-            limits: r.get("limits"),
-            args: r.get("args"),
+            limits: json_column(r, "limits"),
+            args: json_column(r, "args"),
             code_sha256: r.get("code_sha256"),
-            inputs: r.get("inputs"),
+            inputs: json_column(r, "inputs"),
             exit_code: r.get("exit_code"),
             error: r.get("error"),
             attempts: r.get("attempts"),
             duration_ms: r.get("duration_ms"),
             stdout_truncated: r.get("stdout_truncated"),
             stderr_truncated: r.get("stderr_truncated"),
-            outputs: r.get("outputs"),
+            outputs: json_column(r, "outputs"),
             outputs_truncated: r.get("outputs_truncated"),
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
@@ -110,10 +111,10 @@ pub struct NewJob<'a> {
     pub user_id: Uuid,
     pub tool_id: Uuid,
     pub image: &'a str,
-    pub limits: &'a Value,
-    pub args: &'a Value,
+    pub limits: &'a Limits,
+    pub args: &'a [String],
     pub code_sha256: &'a str,
-    pub inputs: &'a Value,
+    pub inputs: &'a [Input],
     /// Set for a job an upload rule starts: `(rule, upload)`, one job each.
     pub origin: Option<(Uuid, Uuid)>,
     /// Where its end is POSTed (checked by `webhooks::accept_callback`).
@@ -161,10 +162,10 @@ pub async fn insert(db: &impl GenericClient, job: &NewJob<'_>) -> Result<Option<
             &job.user_id,
             &job.tool_id,
             &job.image,
-            job.limits,
-            job.args,
+            &Json(job.limits),
+            &Json(job.args),
             &job.code_sha256,
-            job.inputs,
+            &Json(job.inputs),
             &rule_id,
             &upload_file_id,
             &job.callback_url,
@@ -362,10 +363,10 @@ pub struct Finished<'a> {
     pub exit_code: Option<i32>,
     pub duration_ms: i64,
     pub image_digest: Option<&'a str>,
-    pub limits: &'a Value,
+    pub limits: &'a Limits,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
-    pub outputs: &'a Value,
+    pub outputs: &'a [JobOutput],
     pub outputs_truncated: bool,
 }
 
@@ -389,10 +390,10 @@ pub async fn finish(
             &f.exit_code,
             &f.duration_ms,
             &f.image_digest,
-            f.limits,
+            &Json(f.limits),
             &f.stdout_truncated,
             &f.stderr_truncated,
-            f.outputs,
+            &Json(f.outputs),
             &f.outputs_truncated,
         ],
     )
