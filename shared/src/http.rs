@@ -10,6 +10,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use mecapy_domain::error::DomainError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -220,6 +221,23 @@ impl From<StorageError> for ApiError {
                 cause,
             },
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The one mapping of the domain's errors to HTTP.
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid { detail, field } => ApiError::BadRequest { detail, field },
+            DomainError::Refused { detail, findings } => {
+                ApiError::Unprocessable { detail, findings }
+            }
+            DomainError::NotFound(m) => ApiError::NotFound(m),
+            DomainError::Conflict(m) => ApiError::Conflict(m),
+            DomainError::TooLarge(m) => ApiError::PayloadTooLarge(m),
+            DomainError::Unavailable { service, cause } => ApiError::Unavailable { service, cause },
+            DomainError::Internal(m) => ApiError::Internal(m),
         }
     }
 }

@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use crate::db::{self, files::FileRow, rules::Rule};
 use crate::events::FileUploaded;
-use crate::http::ApiError;
 use crate::jobs::{submit, SubmitRequest};
 use crate::webhooks;
 use crate::AppState;
+use mecapy_domain::error::DomainError;
 
 /// Rules one user may have.
 pub const MAX_RULES_PER_USER: i64 = 20;
@@ -69,7 +69,7 @@ impl RuleRequest {
         state: &AppState,
         db: &impl GenericClient,
         user_id: Uuid,
-    ) -> Result<Checked, ApiError> {
+    ) -> Result<Checked, DomainError> {
         Glob::parse(&self.filename_glob)?;
         if let Some(ct) = &self.content_type {
             check_content_type(ct)?;
@@ -78,15 +78,15 @@ impl RuleRequest {
         let source = submission.check(state.config.max_code_bytes).map_err(|e| {
             // The rule's field is `code_file_id`, the submission's `file_id`.
             match e {
-                ApiError::BadRequest { detail, field } if field.as_deref() == Some("file_id") => {
-                    ApiError::bad_field("code_file_id", detail)
+                DomainError::Invalid { detail, field } if field.as_deref() == Some("file_id") => {
+                    DomainError::invalid("code_file_id", detail)
                 }
                 other => other,
             }
         })?;
         let tool = db::tools::by_name(db, &self.tool)
             .await?
-            .ok_or_else(|| ApiError::bad_field("tool", format!("unknown tool {:?}", self.tool)))?;
+            .ok_or_else(|| DomainError::invalid("tool", format!("unknown tool {:?}", self.tool)))?;
         let code = match source {
             crate::jobs::spec::CodeSource::Inline(code) => code,
             crate::jobs::spec::CodeSource::File(id) => {
@@ -112,7 +112,7 @@ pub struct Checked {
     pub callback_url: Option<String>,
 }
 
-fn check_content_type(ct: &str) -> Result<(), ApiError> {
+fn check_content_type(ct: &str) -> Result<(), DomainError> {
     let ok = ct.len() <= 127
         && ct.split_once('/').is_some_and(|(t, s)| {
             let token = |x: &str| {
@@ -125,7 +125,7 @@ fn check_content_type(ct: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_field(
+        Err(DomainError::invalid(
             "content_type",
             "a media type such as `text/csv`, or a family such as `text/*`",
         ))
@@ -137,8 +137,8 @@ fn check_content_type(ct: &str) -> Result<(), ApiError> {
 pub struct Glob(Vec<char>);
 
 impl Glob {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let bad = |why: &str| Err(ApiError::bad_field("filename_glob", why.to_string()));
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let bad = |why: &str| Err(DomainError::invalid("filename_glob", why.to_string()));
         if raw.is_empty() || raw.len() > MAX_GLOB_BYTES {
             return bad("a glob of 1 to 255 bytes, such as `*.csv`");
         }
@@ -215,7 +215,7 @@ pub async fn fire(
     state: &AppState,
     db: &impl GenericClient,
     uploaded: &FileUploaded,
-) -> Result<Fired, ApiError> {
+) -> Result<Fired, DomainError> {
     let mut fired = Fired::default();
     let Some(file) = db::files::get(db, uploaded.user_id, uploaded.file_id)
         .await?
@@ -252,7 +252,7 @@ async fn fire_one(
     db: &impl GenericClient,
     rule: &Rule,
     file: &FileRow,
-) -> Result<submit::Accepted, ApiError> {
+) -> Result<submit::Accepted, DomainError> {
     let request = SubmitRequest {
         tool: rule.tool.clone(),
         code: rule.code.clone(),
@@ -265,13 +265,13 @@ async fn fire_one(
 }
 
 /// Failures that will not go away by retrying: the rule itself no longer holds.
-fn refuses_the_rule(e: &ApiError) -> bool {
+fn refuses_the_rule(e: &DomainError) -> bool {
     matches!(
         e,
-        ApiError::BadRequest { .. }
-            | ApiError::NotFound(_)
-            | ApiError::PayloadTooLarge(_)
-            | ApiError::Unprocessable { .. }
+        DomainError::Invalid { .. }
+            | DomainError::NotFound(_)
+            | DomainError::TooLarge(_)
+            | DomainError::Refused { .. }
     )
 }
 
@@ -326,7 +326,7 @@ mod tests {
         ] {
             let e = Glob::parse(&bad).unwrap_err();
             assert!(
-                matches!(&e, ApiError::BadRequest { field: Some(f), .. } if f == "filename_glob"),
+                matches!(&e, DomainError::Invalid { field: Some(f), .. } if f == "filename_glob"),
                 "{bad:?}: {e:?}"
             );
         }

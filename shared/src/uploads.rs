@@ -6,8 +6,8 @@
 use tokio_postgres::GenericClient;
 
 use crate::db::{self, files::FileRow, files::Stored};
-use crate::http::ApiError;
 use crate::AppState;
+use mecapy_domain::error::DomainError;
 
 /// Finalises `row` (pending or available) from its object.
 ///
@@ -18,19 +18,19 @@ pub async fn finalise(
     state: &AppState,
     db: &impl GenericClient,
     row: FileRow,
-) -> Result<FileRow, ApiError> {
+) -> Result<FileRow, DomainError> {
     if row.status == "available" {
         return Ok(row);
     }
     let info = state.storage.head(&row.s3_key).await?.ok_or_else(|| {
-        ApiError::Conflict(
+        DomainError::Conflict(
             "the object has not been uploaded yet: PUT it to the presigned URL first".into(),
         )
     })?;
     if info.size as u64 > state.config.max_presigned_bytes {
         state.storage.delete(&row.s3_key).await?;
         db::files::release(db, &row).await?;
-        return Err(ApiError::PayloadTooLarge(format!(
+        return Err(DomainError::TooLarge(format!(
             "files are limited to {} bytes; the upload was discarded",
             state.config.max_presigned_bytes
         )));
@@ -57,10 +57,10 @@ pub async fn finalise(
 pub async fn finished_meanwhile(
     db: &impl GenericClient,
     row: &FileRow,
-) -> Result<FileRow, ApiError> {
+) -> Result<FileRow, DomainError> {
     match db::files::get(db, row.user_id, row.id).await? {
         Some(now) if now.status == "available" && now.upload_id == row.upload_id => Ok(now),
-        _ => Err(ApiError::Conflict(format!(
+        _ => Err(DomainError::Conflict(format!(
             "a file named {:?} already exists",
             row.filename
         ))),

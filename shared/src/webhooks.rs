@@ -17,7 +17,7 @@ use url::{Host, Url};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::http::ApiError;
+use mecapy_domain::error::DomainError;
 
 pub mod send;
 
@@ -145,14 +145,14 @@ pub async fn accept_callback(
     config: &Config,
     raw: &str,
     resolve: bool,
-) -> Result<String, ApiError> {
+) -> Result<String, DomainError> {
     if config.webhook_secret.is_none() {
-        return Err(ApiError::bad_field(
+        return Err(DomainError::invalid(
             "callback_url",
             "webhooks are not enabled on this deployment (WEBHOOK_SECRET is not set)",
         ));
     }
-    let refused = |e: WebhookError| ApiError::bad_field("callback_url", e.to_string());
+    let refused = |e: WebhookError| DomainError::invalid("callback_url", e.to_string());
     let url = check_url(raw, &config.webhook_policy).map_err(refused)?;
     if resolve {
         resolve_target(&url, &config.webhook_policy)

@@ -14,7 +14,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use mecapy_shared::db::{self, files::FileRow, DbError};
-use mecapy_shared::http::{error_chain, ApiError};
+use mecapy_shared::http::error_chain;
 use mecapy_shared::{sqs_batch, storage, uploads, AppState};
 use serde::Deserialize;
 use tokio_postgres::GenericClient;
@@ -130,9 +130,8 @@ async fn finish(
     }
     match uploads::finalise(state, db, row).await {
         Ok(_) => Ok(Outcome::Completed),
-        Err(e @ (ApiError::Conflict(_) | ApiError::PayloadTooLarge(_) | ApiError::NotFound(_))) => {
-            Ok(Outcome::Refused(e.to_string()))
-        }
+        // The upload can never complete (too large, its name taken meanwhile): not retried.
+        Err(e) if e.is_refusal() => Ok(Outcome::Refused(e.to_string())),
         Err(e) => Err(error_chain(&e)),
     }
 }

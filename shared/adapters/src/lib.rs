@@ -16,6 +16,30 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
+impl From<db::DbError> for mecapy_domain::error::DomainError {
+    fn from(e: db::DbError) -> Self {
+        match e {
+            db::DbError::Unavailable(cause) => Self::Unavailable {
+                service: "database",
+                cause,
+            },
+            other => Self::Internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<storage::StorageError> for mecapy_domain::error::DomainError {
+    fn from(e: storage::StorageError) -> Self {
+        match e {
+            storage::StorageError::Unavailable(cause) => Self::Unavailable {
+                service: "object storage",
+                cause,
+            },
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
 /// `error: cause: cause...`, for logs.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

@@ -113,18 +113,7 @@ const STACK_PER_CODE_BYTE: usize = 512;
 /// How many allowed modules an `import-not-allowed` message lists before truncating.
 const LISTED_MODULES: usize = 12;
 
-/// One reason the code is refused.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Finding {
-    /// 1-based line of the offending node.
-    pub line: u32,
-    /// 1-based column of the offending node, counted in characters.
-    pub column: u32,
-    /// The rule violated: `syntax-error`, `import-not-allowed`, `forbidden-call`, `dunder-access`.
-    pub rule: String,
-    /// A short human explanation.
-    pub message: String,
-}
+pub use mecapy_domain::error::Finding;
 
 /// What a tool's code may import.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::keys;
 use crate::db::{files::FileRow, jobs::Job, tools::Tool};
-use crate::http::ApiError;
 use crate::sandbox::{JobSpec, Limits};
+use mecapy_domain::error::DomainError;
 pub use mecapy_domain::job::Input;
 
 /// Largest number of input files a job may take.
@@ -59,9 +59,9 @@ pub enum CodeSource {
 impl SubmitRequest {
     /// The request's own bounds (inputs, arguments, one code source, the code's size when it is
     /// inline): what can be refused before anything is looked up.
-    pub fn check(&self, max_code_bytes: usize) -> Result<CodeSource, ApiError> {
+    pub fn check(&self, max_code_bytes: usize) -> Result<CodeSource, DomainError> {
         if self.input_file_ids.len() > MAX_INPUTS {
-            return Err(ApiError::bad_field(
+            return Err(DomainError::invalid(
                 "input_file_ids",
                 format!("at most {MAX_INPUTS} input files"),
             ));
@@ -72,7 +72,7 @@ impl SubmitRequest {
                 .iter()
                 .any(|a| a.len() > MAX_ARG_BYTES || a.contains('\0'))
         {
-            return Err(ApiError::bad_field(
+            return Err(DomainError::invalid(
                 "args",
                 format!("at most {MAX_ARGS} arguments of {MAX_ARG_BYTES} bytes, without NUL"),
             ));
@@ -83,7 +83,7 @@ impl SubmitRequest {
                 Ok(CodeSource::Inline(code.clone()))
             }
             (None, Some(file)) => Ok(CodeSource::File(file)),
-            _ => Err(ApiError::bad_field(
+            _ => Err(DomainError::invalid(
                 "code",
                 "give exactly one of `code` and `file_id`",
             )),
@@ -99,9 +99,9 @@ impl SubmitRequest {
 }
 
 /// Code larger than the deployment allows is refused (413), whatever its source.
-pub fn check_code_size(size: u64, max_code_bytes: usize) -> Result<(), ApiError> {
+pub fn check_code_size(size: u64, max_code_bytes: usize) -> Result<(), DomainError> {
     if size > max_code_bytes as u64 {
-        return Err(ApiError::PayloadTooLarge(format!(
+        return Err(DomainError::TooLarge(format!(
             "code is larger than {max_code_bytes} bytes"
         )));
     }
@@ -109,9 +109,9 @@ pub fn check_code_size(size: u64, max_code_bytes: usize) -> Result<(), ApiError>
 }
 
 /// Code kept in a file must be UTF-8 text.
-pub fn code_from_file(bytes: &[u8]) -> Result<String, ApiError> {
+pub fn code_from_file(bytes: &[u8]) -> Result<String, DomainError> {
     String::from_utf8(bytes.to_vec())
-        .map_err(|_| ApiError::bad_field("file_id", "the code file is not UTF-8 text"))
+        .map_err(|_| DomainError::invalid("file_id", "the code file is not UTF-8 text"))
 }
 
 /// The limits a tool's jobs run under: the tool's own, the sandbox's defaults for the rest.
@@ -246,7 +246,7 @@ mod tests {
             inline.check(100).unwrap(),
             CodeSource::Inline("print(1)".into())
         );
-        assert!(matches!(inline.check(3), Err(ApiError::PayloadTooLarge(_))));
+        assert!(matches!(inline.check(3), Err(DomainError::TooLarge(_))));
         let id = Uuid::new_v4();
         let file = request(serde_json::json!({"tool": "python", "file_id": id}));
         assert_eq!(file.check(100).unwrap(), CodeSource::File(id));
@@ -261,7 +261,7 @@ mod tests {
             assert!(
                 matches!(
                     request(bad.clone()).check(100),
-                    Err(ApiError::BadRequest { .. })
+                    Err(DomainError::Invalid { .. })
                 ),
                 "{bad}"
             );

@@ -10,10 +10,10 @@ use uuid::Uuid;
 use super::spec::{self, CodeSource};
 use super::{keys, JobStatus, Manifest, SubmitRequest};
 use crate::db::{self, jobs::Job, jobs::NewJob};
-use crate::http::ApiError;
 use crate::validation::{self, Policy};
 use crate::webhooks;
 use crate::AppState;
+use mecapy_domain::error::DomainError;
 
 /// The accepted job; `created` is false when a rule's job for this upload existed already.
 pub struct Accepted {
@@ -30,7 +30,7 @@ pub async fn submit(
     user_id: Uuid,
     request: &SubmitRequest,
     origin: Option<(Uuid, Uuid)>,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted, DomainError> {
     let max_code = state.config.max_code_bytes;
     let source = request.check(max_code)?;
     // A rule's URL was resolved when the rule was made: a lookup failing now must not refuse
@@ -41,7 +41,7 @@ pub async fn submit(
     };
     let tool = db::tools::by_name(db, &request.tool)
         .await?
-        .ok_or_else(|| ApiError::bad_field("tool", format!("unknown tool {:?}", request.tool)))?;
+        .ok_or_else(|| DomainError::invalid("tool", format!("unknown tool {:?}", request.tool)))?;
     let code = match source {
         CodeSource::Inline(code) => code,
         CodeSource::File(file_id) => read_code_file(state, db, user_id, file_id).await?,
@@ -53,7 +53,7 @@ pub async fn submit(
         let file = db::files::get(db, user_id, *id)
             .await?
             .filter(|f| f.status == "available")
-            .ok_or_else(|| ApiError::NotFound(format!("no such input file {id}")))?;
+            .ok_or_else(|| DomainError::NotFound(format!("no such input file {id}")))?;
         files.push(file);
     }
     let inputs = spec::unique_inputs(files);
@@ -80,7 +80,7 @@ pub async fn submit(
         (None, Some((rule, upload))) => {
             let job = db::jobs::of_origin(db, rule, upload)
                 .await?
-                .ok_or_else(|| ApiError::Internal("the rule's job vanished".into()))?;
+                .ok_or_else(|| DomainError::Internal("the rule's job vanished".into()))?;
             if job.status != JobStatus::Queued {
                 return Ok(Accepted {
                     job,
@@ -89,7 +89,7 @@ pub async fn submit(
             }
             (job, false)
         }
-        (None, None) => return Err(ApiError::Internal("inserted job not returned".into())),
+        (None, None) => return Err(DomainError::Internal("inserted job not returned".into())),
     };
 
     let manifest = Manifest::new(&job, request, code_sha256, inputs, limits);
@@ -111,28 +111,28 @@ pub async fn read_code_file(
     db: &impl GenericClient,
     user_id: Uuid,
     file_id: Uuid,
-) -> Result<String, ApiError> {
+) -> Result<String, DomainError> {
     let max_code = state.config.max_code_bytes;
     let file = db::files::get(db, user_id, file_id)
         .await?
         .filter(|f| f.status == "available")
-        .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+        .ok_or_else(|| DomainError::NotFound("no such file".into()))?;
     spec::check_code_size(file.size_bytes.unwrap_or(0).max(0) as u64, max_code)?;
     let bytes = state
         .storage
         .get(&file.s3_key, max_code as u64)
         .await?
-        .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+        .ok_or_else(|| DomainError::NotFound("no such file".into()))?;
     spec::code_from_file(&bytes)
 }
 
 /// Static validation under the tool's import list: 422 with the findings.
-pub fn check_code(code: &str, allowed_imports: &[String]) -> Result<(), ApiError> {
+pub fn check_code(code: &str, allowed_imports: &[String]) -> Result<(), DomainError> {
     let findings = validation::validate(code, &Policy::from_allowed(allowed_imports));
     if findings.is_empty() {
         return Ok(());
     }
-    Err(ApiError::Unprocessable {
+    Err(DomainError::Refused {
         detail: format!(
             "the code was refused by static validation: {} finding{}",
             findings.len(),
@@ -146,7 +146,7 @@ async fn write_job_files(
     state: &AppState,
     manifest: &Manifest,
     code: String,
-) -> Result<(), ApiError> {
+) -> Result<(), DomainError> {
     state
         .storage
         .put(
@@ -155,7 +155,7 @@ async fn write_job_files(
             "text/x-python",
         )
         .await?;
-    let body = serde_json::to_vec(manifest).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = serde_json::to_vec(manifest).map_err(|e| DomainError::Internal(e.to_string()))?;
     state
         .storage
         .put(
