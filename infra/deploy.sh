@@ -50,16 +50,9 @@ export SAM_BUILD_MODE=${SAM_BUILD_MODE-debug}
 # samlocal and awslocal find LocalStack here.
 export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}
 
-say() { printf '[deploy] %s\n' "$*"; }
-fail() { # MESSAGE [LOGFILE]
-  printf '[deploy] ERROR: %s\n' "$1" >&2
-  if [[ -n ${2:-} && -f $2 ]]; then
-    printf -- '----- last lines of %s -----\n' "$2" >&2
-    tail -n 40 "$2" >&2
-    printf -- '-----\n[deploy] full log: %s\n' "$2" >&2
-  fi
-  exit 1
-}
+REPORT_PREFIX=deploy
+# shellcheck source=infra/lib/report.sh
+. "$REPO_DIR/infra/lib/report.sh"
 
 tools() {
   mkdir -p "$LOG_DIR" "$__SAM_CLI_APP_DIR"

@@ -44,23 +44,10 @@ CARGO_TARGET=${CARGO_TARGET_DIR:-$REPO_DIR/target}
 # With CARGO_BUILD_TARGET set (the Makefile sets it), cargo puts artifacts under target/<triple>/.
 INIT_BIN=$CARGO_TARGET/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}release/init
 
-FORCE=0
-case ${1:-} in
-"") ;;
---force) FORCE=1 ;;
--h | --help)
-  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-  exit 0
-  ;;
-*)
-  printf 'usage: %s [--force]\n' "$0" >&2
-  exit 2
-  ;;
-esac
-
 STEP_PREFIX=lambda-runtime
 # shellcheck source=infra/lib/steps.sh
 . "$REPO_DIR/infra/lib/steps.sh"
+force_option "${BASH_SOURCE[0]}" 19 "${1:-}"
 
 [[ $(id -u) == 0 ]] || {
   printf '[lambda-runtime] ERROR: must run as root (installs into LocalStack, builds images)\n' >&2
@@ -237,19 +224,9 @@ EOF
   printf 'NAME="MecaPy provided.al2023 stand-in"\nID=mecapy-provided\nVERSION_ID=%s\n' "$RECIPE_VERSION" >"$root/etc/os-release"
 
   STEP=import
-  old_id=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
-  tar --numeric-owner -C "$root" -cf - . | docker import \
-    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin' \
-    --change 'ENV LD_LIBRARY_PATH=/var/task/lib:/opt/lib' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'WORKDIR /var/task' \
-    --change "LABEL $INPUTS_LABEL=$inputs" \
-    --change "LABEL org.mecapy.image-version=$RECIPE_VERSION" \
-    - "$IMAGE" >>"$LOG" 2>&1 || fail "docker import failed"
-  new_id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
-  if [[ -n $old_id && $old_id != "$new_id" ]]; then
-    docker image rm "$old_id" >>"$LOG" 2>&1 </dev/null || true
-  fi
+  import_tree "$root" "$IMAGE" 'ENV PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin' \
+    'ENV LD_LIBRARY_PATH=/var/task/lib:/opt/lib' 'ENV LANG=C.UTF-8' 'WORKDIR /var/task' \
+    "LABEL $INPUTS_LABEL=$inputs" "LABEL org.mecapy.image-version=$RECIPE_VERSION"
   rm -rf --one-file-system "$BUILD_DIR"
   size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
   say "built $IMAGE ($((size / 1024 / 1024)) MB)"

@@ -191,6 +191,41 @@ stop_pid() {
 step_timer() { STEP_START=$SECONDS; }
 step_done() { say "$1 ($((SECONDS - STEP_START)) s)"; }
 
+# say_running NAME PATTERN: NAME is already up; say whether this script started it.
+say_running() {
+  say "$1: already running$(recorded_pid "$1" "$2" >/dev/null && echo ' (started by services.sh)' || true)"
+}
+
+# await_healthy NAME PID TIMEOUT LOGFILE WHAT EXITED CHECK...: poll CHECK (wait_until); on a
+# timeout, or when PID exits (EXITED says more), fail_service with WHAT (what was checked).
+await_healthy() {
+  local name=$1 pid=$2 timeout=$3 logfile=$4 what=$5 exited=$6 rc=0
+  shift 6
+  wait_until "$timeout" "$pid" "$@" || rc=$?
+  ((rc == 0)) || fail_service "$name" "$logfile" "$what within ${timeout}s$( ((rc == 2)) && echo ": the process exited$exited")"
+}
+
+# report_status CHECK MESSAGE: print MESSAGE when CHECK passes, else DOWN and return 1.
+report_status() {
+  if "$1"; then
+    echo "$2"
+  else
+    echo "DOWN"
+    return 1
+  fi
+}
+
+# stop_recorded NAME PATTERN GRACE WHAT: stop the process this script recorded for NAME (stop_pid),
+# or say that no WHAT was recorded.
+stop_recorded() {
+  local pid
+  if pid=$(recorded_pid "$1" "$2"); then
+    stop_pid "$1" "$pid" "$3"
+  else
+    say "$1: no $4 recorded by services.sh, nothing stopped"
+  fi
+}
+
 python311() {
   local p
   for p in python3.11 /usr/bin/python3.11; do
@@ -220,7 +255,7 @@ bridge_up() {
 up_docker() {
   step_timer
   if docker_healthy; then
-    say "docker: already running$(recorded_pid docker dockerd >/dev/null && echo ' (started by services.sh)' || true)"
+    say_running docker dockerd
     return 0
   fi
   if docker_cli info >/dev/null 2>&1; then
@@ -241,9 +276,7 @@ up_docker() {
     start_bg docker "$logfile" dockerd "${args[@]}"
     pid=$STARTED_PID
   fi
-  local rc=0
-  wait_until "$DOCKER_TIMEOUT" "$pid" docker_cli info || rc=$?
-  ((rc == 0)) || fail_service docker "$logfile" "dockerd did not become ready (docker info) within ${DOCKER_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited')"
+  await_healthy docker "$pid" "$DOCKER_TIMEOUT" "$logfile" "dockerd did not become ready (docker info)" "" docker_cli info
   wait_until 30 "$pid" bridge_up ||
     fail_service docker "$logfile" "docker is up but the bridge address $BRIDGE_IP does not exist (docker0)"
   step_done "docker: ready (pid $pid)"
@@ -258,14 +291,7 @@ status_docker() {
   fi
 }
 
-down_docker() {
-  local pid
-  if pid=$(recorded_pid docker dockerd); then
-    stop_pid docker "$pid" 30
-  else
-    say "docker: no dockerd recorded by services.sh, nothing stopped"
-  fi
-}
+down_docker() { stop_recorded docker dockerd 30 dockerd; }
 
 # ---------------------------------------------------------------------------- postgresql
 
@@ -593,7 +619,7 @@ EOF
 up_registry() {
   step_timer
   if registry_healthy; then
-    say "registry: already running$(recorded_pid registry docker-registry >/dev/null && echo ' (started by services.sh)' || true)"
+    say_running registry docker-registry
     return 0
   fi
   if ! have docker-registry; then
@@ -609,29 +635,13 @@ up_registry() {
     start_bg registry "$logfile" docker-registry serve "$config"
     pid=$STARTED_PID
   fi
-  local rc=0
-  wait_until "$REGISTRY_TIMEOUT" "$pid" registry_healthy || rc=$?
-  ((rc == 0)) || fail_service registry "$logfile" "not healthy ($REGISTRY_URL/v2/) within ${REGISTRY_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited (is the port taken?)')"
+  await_healthy registry "$pid" "$REGISTRY_TIMEOUT" "$logfile" "not healthy ($REGISTRY_URL/v2/)" " (is the port taken?)" registry_healthy
   step_done "registry: ready (pid $pid)"
 }
 
-status_registry() {
-  if registry_healthy; then
-    echo "healthy, $REGISTRY_URL (storage $REGISTRY_STORAGE)"
-  else
-    echo "DOWN"
-    return 1
-  fi
-}
+status_registry() { report_status registry_healthy "healthy, $REGISTRY_URL (storage $REGISTRY_STORAGE)"; }
 
-down_registry() {
-  local pid
-  if pid=$(recorded_pid registry docker-registry); then
-    stop_pid registry "$pid" 5
-  else
-    say "registry: no registry recorded by services.sh, nothing stopped"
-  fi
-}
+down_registry() { stop_recorded registry docker-registry 5 registry; }
 
 # ---------------------------------------------------------------------------- localstack
 
@@ -748,9 +758,8 @@ up_localstack() {
     pid=$STARTED_PID
     printf '%s\n' "$hash" >"$(settings_file)"
   fi
-  local rc=0
-  wait_until "$LOCALSTACK_TIMEOUT" "$pid" localstack_healthy || rc=$?
-  ((rc == 0)) || fail_service localstack "$logfile" "not healthy ($LOCALSTACK_URL/_localstack/health, s3 and sqs) within ${LOCALSTACK_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited')"
+  await_healthy localstack "$pid" "$LOCALSTACK_TIMEOUT" "$logfile" \
+    "not healthy ($LOCALSTACK_URL/_localstack/health, s3 and sqs)" "" localstack_healthy
   ensure_bucket
   step_done "localstack: ready (pid $pid)"
 }
@@ -860,7 +869,7 @@ OIDC_WEB_ORIGINS="http://localhost:3000,http://127.0.0.1:3000${CONSOLE_URL:+,$CO
 up_oidc() {
   step_timer
   if oidc_healthy; then
-    say "oidc: already running$(recorded_pid oidc server.js >/dev/null && echo ' (started by services.sh)' || true)"
+    say_running oidc server.js
     # A provider started before the console existed refuses its redirect URI: say how to restart it.
     if [[ -n ${CONSOLE_URL:-} && $(curl -sf --max-time 5 "$OIDC_ADMIN_URL/admin/health") != *"\"$CONSOLE_URL/\""* ]]; then
       warn "oidc: the running provider does not accept the web console's redirect URI $CONSOLE_URL/: restart it with \`$0 down oidc && $0 up oidc\`"
@@ -879,29 +888,13 @@ up_oidc() {
       OIDC_POST_LOGOUT_REDIRECT_URIS="$OIDC_POST_LOGOUT_REDIRECT_URIS" OIDC_WEB_ORIGINS="$OIDC_WEB_ORIGINS" node server.js
     pid=$STARTED_PID
   fi
-  local rc=0
-  wait_until "$OIDC_TIMEOUT" "$pid" oidc_healthy || rc=$?
-  ((rc == 0)) || fail_service oidc "$logfile" "not healthy ($OIDC_DISCOVERY, $OIDC_ADMIN_URL/admin/health) within ${OIDC_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited')"
+  await_healthy oidc "$pid" "$OIDC_TIMEOUT" "$logfile" "not healthy ($OIDC_DISCOVERY, $OIDC_ADMIN_URL/admin/health)" "" oidc_healthy
   step_done "oidc: ready (pid $pid)"
 }
 
-status_oidc() {
-  if oidc_healthy; then
-    echo "healthy, issuer $OIDC_ISSUER, admin $OIDC_ADMIN_URL"
-  else
-    echo "DOWN"
-    return 1
-  fi
-}
+status_oidc() { report_status oidc_healthy "healthy, issuer $OIDC_ISSUER, admin $OIDC_ADMIN_URL"; }
 
-down_oidc() {
-  local pid
-  if pid=$(recorded_pid oidc server.js); then
-    stop_pid oidc "$pid" 5
-  else
-    say "oidc: no OIDC provider recorded by services.sh, nothing stopped"
-  fi
-}
+down_oidc() { stop_recorded oidc server.js 5 "OIDC provider"; }
 
 # ---------------------------------------------------------------------------- moto
 
@@ -913,7 +906,7 @@ moto_healthy() {
 up_moto() {
   step_timer
   if moto_healthy; then
-    say "moto: already running$(recorded_pid moto moto_server >/dev/null && echo ' (started by services.sh)' || true)"
+    say_running moto moto_server
     return 0
   fi
   uv_venv "$MOTO_VENV" "moto[server]==$MOTO_VERSION exclude-newer=$MOTO_EXCLUDE_NEWER" \
@@ -926,29 +919,13 @@ up_moto() {
     start_bg moto "$logfile" "$MOTO_VENV/bin/moto_server" -H "${hostport%:*}" -p "${hostport##*:}"
     pid=$STARTED_PID
   fi
-  local rc=0
-  wait_until "$MOTO_TIMEOUT" "$pid" moto_healthy || rc=$?
-  ((rc == 0)) || fail_service moto "$logfile" "not healthy ($MOTO_URL/moto-api/data.json) within ${MOTO_TIMEOUT}s$( ((rc == 2)) && echo ': the process exited (is the port taken?)')"
+  await_healthy moto "$pid" "$MOTO_TIMEOUT" "$logfile" "not healthy ($MOTO_URL/moto-api/data.json)" " (is the port taken?)" moto_healthy
   step_done "moto: ready (pid $pid)"
 }
 
-status_moto() {
-  if moto_healthy; then
-    echo "healthy, $MOTO_URL (ECS API, no containers run)"
-  else
-    echo "DOWN"
-    return 1
-  fi
-}
+status_moto() { report_status moto_healthy "healthy, $MOTO_URL (ECS API, no containers run)"; }
 
-down_moto() {
-  local pid
-  if pid=$(recorded_pid moto moto_server); then
-    stop_pid moto "$pid" 5
-  else
-    say "moto: no moto server recorded by services.sh, nothing stopped"
-  fi
-}
+down_moto() { stop_recorded moto moto_server 5 "moto server"; }
 
 # ---------------------------------------------------------------------------- commands
 

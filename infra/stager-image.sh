@@ -5,7 +5,7 @@
 #   infra/stager-image.sh            build the image if the engine lacks this binary's image
 #   infra/stager-image.sh --force    rebuild it
 #
-# The image holds the `stager` binary (cargo build -p mecapy-shared --bin stager, stripped), the
+# The image holds the `stager` binary (cargo build -p mecapy-sandbox --bin stager, stripped), the
 # C libraries it links (from this machine, as ldd lists them) and the CA bundle, nothing else: no
 # shell, no package manager. It runs as uid 1000. The label org.mecapy.stager-sha256 names the
 # binary inside; the image is rebuilt whenever the binary changes. On AWS, push it to ECR and
@@ -29,19 +29,7 @@ STEP_PREFIX=stager-image
 # shellcheck source=infra/lib/steps.sh
 . "$REPO_DIR/infra/lib/steps.sh"
 
-FORCE=0
-case ${1:-} in
-  "") ;;
-  --force) FORCE=1 ;;
-  -h | --help)
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-  *)
-    printf 'usage: %s [--force]\n' "$0" >&2
-    exit 2
-    ;;
-esac
+force_option "${BASH_SOURCE[0]}" 15 "${1:-}"
 
 mkdir -p "$LOG_DIR"
 : >"$LOG"
@@ -49,8 +37,8 @@ docker info >/dev/null 2>&1 </dev/null ||
   fail "the Docker engine is not reachable: start it with infra/services.sh up"
 
 STEP=build
-say "cargo build -p mecapy-shared --bin stager (profile $PROFILE)"
-(cd "$REPO_DIR" && cargo build --quiet --profile "$PROFILE" -p mecapy-shared --bin stager) >>"$LOG" 2>&1 </dev/null ||
+say "cargo build -p mecapy-sandbox --bin stager (profile $PROFILE)"
+(cd "$REPO_DIR" && cargo build --quiet --profile "$PROFILE" -p mecapy-sandbox --bin stager) >>"$LOG" 2>&1 </dev/null ||
   fail "the stager does not build"
 dir=$PROFILE
 [[ $PROFILE == dev ]] && dir=debug
@@ -79,17 +67,8 @@ install -D -m 0644 "$CA_BUNDLE" "$ROOT$CA_BUNDLE"
 install -d -m 0755 -o 1000 -g 1000 "$ROOT/work"
 
 STEP=import
-old_id=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
-tar --numeric-owner -C "$ROOT" -c . | docker import \
-  --change 'USER 1000:1000' \
-  --change 'ENTRYPOINT ["/stager"]' \
-  --change "ENV SSL_CERT_FILE=$CA_BUNDLE" \
-  --change "LABEL $LABEL=$SHA" \
-  - "$IMAGE" >>"$LOG" 2>&1 || fail "docker import failed"
-new_id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
-if [[ -n $old_id && $old_id != "$new_id" ]]; then
-  docker image rm "$old_id" >>"$LOG" 2>&1 </dev/null || true
-fi
+import_tree "$ROOT" "$IMAGE" 'USER 1000:1000' 'ENTRYPOINT ["/stager"]' \
+  "ENV SSL_CERT_FILE=$CA_BUNDLE" "LABEL $LABEL=$SHA"
 
 STEP=verify
 # Without its stage URL, the stager refuses with its usage exit code (2), as uid 1000 and with

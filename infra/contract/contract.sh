@@ -22,16 +22,10 @@ UV=$MECAPY_HOME/uv-0.13.9/bin/uv
 export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true NO_UPDATE_NOTIFIER=1
 export UV_CACHE_DIR=${UV_CACHE_DIR:-$MECAPY_HOME/cache/uv} UV_NO_PROGRESS=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 
-say() { printf '[contract] %s\n' "$*"; }
-fail() { # MESSAGE [LOGFILE]
-  printf '[contract] ERROR: %s\n' "$1" >&2
-  if [[ -n ${2:-} && -f $2 ]]; then
-    printf -- '----- last lines of %s -----\n' "$2" >&2
-    tail -n 60 "$2" >&2
-    printf -- '-----\n[contract] full log: %s\n' "$2" >&2
-  fi
-  exit 1
-}
+REPORT_PREFIX=contract
+REPORT_TAIL=60
+# shellcheck source=infra/lib/report.sh
+. "$REPO_DIR/infra/lib/report.sh"
 
 # npm ci when node_modules is missing or was installed from another package-lock.json.
 redocly_deps() {

@@ -23,3 +23,37 @@ run() {
   printf '\n=== %s: %s\n' "$STEP" "$*" >>"$LOG"
   "$@" >>"$LOG" 2>&1 </dev/null || fail "command failed: $*"
 }
+
+# force_option SCRIPT HELP_END [ARG]: FORCE=1 for --force, FORCE=0 for no argument; -h/--help
+# prints SCRIPT's header comment (lines 2 to HELP_END) and exits 0; anything else exits 2.
+force_option() {
+  local script=$1 help_end=$2
+  FORCE=0
+  case ${3:-} in
+    "") ;;
+    --force) FORCE=1 ;;
+    -h | --help)
+      sed -n "2,${help_end}p" "$script" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      printf 'usage: %s [--force]\n' "$0" >&2
+      exit 2
+      ;;
+  esac
+}
+
+# import_tree ROOT IMAGE CHANGE...: docker import the tree ROOT as IMAGE, each CHANGE a
+# Dockerfile instruction (--change); the image IMAGE named before, if another, is removed.
+import_tree() {
+  local root=$1 image=$2 change old_id new_id changes=()
+  shift 2
+  for change in "$@"; do changes+=(--change "$change"); done
+  old_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
+  tar --numeric-owner -C "$root" -cf - . | docker import "${changes[@]}" - "$image" >>"$LOG" 2>&1 ||
+    fail "docker import failed"
+  new_id=$(docker image inspect -f '{{.Id}}' "$image")
+  if [[ -n $old_id && $old_id != "$new_id" ]]; then
+    docker image rm "$old_id" >>"$LOG" 2>&1 </dev/null || true
+  fi
+}

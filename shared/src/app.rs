@@ -1,104 +1,86 @@
-//! The state a function builds once per cold start: configuration, pool, S3, OIDC and the key cache.
+//! The state an API function builds once per cold start: the use cases' [`Context`] (the
+//! configuration, the pool, S3, the bus), and the edge's own: the OIDC client, the key cache
+//! and, for `callback`, the login flow's settings.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use lambda_http::Request;
+use mecapy_usecases::config::{Config, LoginConfig};
+pub use mecapy_usecases::{Context, StartupError};
 
 use crate::auth::{self, Claims, OidcClient, TokenValidator};
-use crate::bus::EventBus;
-use crate::config::{Config, ConfigError};
-use crate::db::{self, users::User, DbError, Pool};
+use crate::db::{self, users::User, DbError};
 use crate::http::{ApiError, RequestMeta};
 use crate::storage::Storage;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-/// Cheap to clone: every field is a handle.
+/// Cheap to clone: every field is a handle. Dereferences to its [`Context`].
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub db: Pool,
-    pub storage: Storage,
+    pub context: Context,
     pub oidc: Arc<OidcClient>,
     pub tokens: Arc<TokenValidator>,
-    /// The stack's event bus (`EVENT_BUS_NAME`); without one, events stay in the outbox.
-    pub bus: Option<EventBus>,
-    /// The AWS SDK's configuration, loaded once per cold start (see [`AppState::aws`]).
-    pub sdk: Option<aws_config::SdkConfig>,
+    /// The login flow's settings, for the one function with a database that needs them
+    /// (`callback`, see [`AppState::with_login`]).
+    pub login: Option<Arc<LoginConfig>>,
+}
+
+impl Deref for AppState {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.context
+    }
+}
+
+impl DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Context {
+        &mut self.context
+    }
 }
 
 impl AppState {
     pub async fn from_env() -> Result<Self, StartupError> {
-        Self::new(Config::from_env()?).await
+        Ok(Self::of(Context::from_env().await?))
     }
 
     /// Builds clients without contacting any service: a cold start never waits on one.
     pub async fn new(config: Config) -> Result<Self, StartupError> {
-        let sdk = aws_config::load_from_env().await;
-        let storage = Storage::new(&sdk, &config.upload_bucket);
-        let bus = config
-            .event_bus_name
-            .as_ref()
-            .map(|name| EventBus::new(&sdk, name));
-        let mut state = Self::with_storage(config, storage)?.with_bus(bus);
-        state.sdk = Some(sdk);
-        Ok(state)
-    }
-
-    /// The AWS SDK configuration for a function's other clients (SQS, ECS): the one loaded at
-    /// start-up, or loaded now for a state built with [`AppState::with_storage`].
-    pub async fn aws(&self) -> aws_config::SdkConfig {
-        match &self.sdk {
-            Some(sdk) => sdk.clone(),
-            None => aws_config::load_from_env().await,
-        }
+        Ok(Self::of(Context::new(config).await?))
     }
 
     /// With an S3 client built by the caller (tests point it at their own endpoint).
     pub fn with_storage(config: Config, storage: Storage) -> Result<Self, StartupError> {
-        let db = db::pool(&config.database()?, 4)?;
-        let oidc = Arc::new(OidcClient::new(config.oidc.clone()));
-        let tokens = Arc::new(TokenValidator::new(oidc.clone()));
-        Ok(AppState {
-            config: Arc::new(config),
-            db,
-            storage,
-            oidc,
-            tokens,
-            bus: None,
-            sdk: None,
-        })
+        Ok(Self::of(Context::with_storage(config, storage)?))
     }
 
-    pub fn with_bus(mut self, bus: Option<EventBus>) -> Self {
-        self.bus = bus;
+    /// The edge's part around a context: the identity provider the context's configuration names.
+    pub fn of(context: Context) -> Self {
+        let oidc = Arc::new(OidcClient::new(context.config.oidc.clone()));
+        let tokens = Arc::new(TokenValidator::new(oidc.clone()));
+        AppState {
+            context,
+            oidc,
+            tokens,
+            login: None,
+        }
+    }
+
+    pub fn with_bus(mut self, bus: Option<crate::bus::EventBus>) -> Self {
+        self.context = self.context.with_bus(bus);
         self
     }
 
-    /// Sends the outbox's due events to the bus. Never fails the caller: what could not be sent
-    /// stays in the outbox for the next drain (the next request, or the dispatcher's sweep).
-    pub async fn publish_events(&self) {
-        let Some(bus) = &self.bus else { return };
-        match bus.drain(&self.db).await {
-            Ok(d) if d.failed > 0 => {
-                tracing::warn!(
-                    published = d.published,
-                    failed = d.failed,
-                    "some events not published yet"
-                )
-            }
-            Ok(d) if d.published > 0 => {
-                tracing::debug!(published = d.published, "events published")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "events not published (outbox unreachable)"),
-        }
+    pub fn with_login(mut self, login: LoginConfig) -> Self {
+        self.login = Some(Arc::new(login));
+        self
+    }
+
+    /// The login flow's settings; a 500 for a function built without them.
+    pub fn login(&self) -> Result<&LoginConfig, ApiError> {
+        self.login
+            .as_deref()
+            .ok_or_else(|| ApiError::Internal("this function has no login configuration".into()))
     }
 
     /// The bearer token's claims (401 when missing or invalid).

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::api::Problem;
 use crate::app::AppState;
 use crate::auth::AuthError;
-use crate::config::Config;
+use crate::config::EdgeConfig;
 use crate::db::DbError;
 use crate::storage::{FilenameError, StorageError};
 use crate::validation::Finding;
@@ -201,29 +201,17 @@ impl From<AuthError> for ApiError {
     }
 }
 
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        match e {
-            DbError::Unavailable(cause) => ApiError::Unavailable {
-                service: "database",
-                cause,
-            },
-            other => ApiError::Internal(error_chain(&other)),
+/// Adapter and domain failures reach HTTP through [`DomainError`]: one mapping.
+macro_rules! through_domain {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                DomainError::from(e).into()
+            }
         }
-    }
+    )*};
 }
-
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Unavailable(cause) => ApiError::Unavailable {
-                service: "object storage",
-                cause,
-            },
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-}
+through_domain!(DbError, StorageError, FilenameError);
 
 /// The one mapping of the domain's errors to HTTP.
 impl From<DomainError> for ApiError {
@@ -239,12 +227,6 @@ impl From<DomainError> for ApiError {
             DomainError::Unavailable { service, cause } => ApiError::Unavailable { service, cause },
             DomainError::Internal(m) => ApiError::Internal(m),
         }
-    }
-}
-
-impl From<FilenameError> for ApiError {
-    fn from(e: FilenameError) -> Self {
-        ApiError::bad_field("filename", e.to_string())
     }
 }
 
@@ -513,7 +495,7 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 const ALLOWED_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 const ALLOWED_HEADERS: &str = "Authorization, Content-Type, Accept";
 
-fn allowed_origin<'a>(config: &Config, headers: &'a HeaderMap) -> Option<&'a str> {
+fn allowed_origin<'a>(config: &EdgeConfig, headers: &'a HeaderMap) -> Option<&'a str> {
     let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
     config
         .allowed_origins
@@ -522,7 +504,12 @@ fn allowed_origin<'a>(config: &Config, headers: &'a HeaderMap) -> Option<&'a str
         .then_some(origin)
 }
 
-fn preflight(config: &Config, headers: &HeaderMap, request_id: &str, path: &str) -> Response<Body> {
+fn preflight(
+    config: &EdgeConfig,
+    headers: &HeaderMap,
+    request_id: &str,
+    path: &str,
+) -> Response<Body> {
     if allowed_origin(config, headers).is_none() {
         return ApiError::Forbidden("this origin is not allowed to call the API".into())
             .into_response(request_id, path);
@@ -547,6 +534,24 @@ fn preflight(config: &Config, headers: &HeaderMap, request_id: &str, path: &str)
     response
 }
 
+/// What the edge needs of a function's state: its CORS and body settings. [`AppState`] has
+/// them; a function with no database (`login`, `api-docs`) brings a state of its own.
+pub trait Edge: Clone {
+    fn edge(&self) -> &EdgeConfig;
+}
+
+impl Edge for AppState {
+    fn edge(&self) -> &EdgeConfig {
+        &self.config.edge
+    }
+}
+
+impl Edge for Arc<EdgeConfig> {
+    fn edge(&self) -> &EdgeConfig {
+        self
+    }
+}
+
 /// An API function's whole `main`: its telemetry, its state from the environment (once per cold
 /// start) and the Lambda runtime calling `handler` for each request.
 pub async fn run_api<F, Fut>(service: &'static str, handler: F) -> Result<(), lambda_http::Error>
@@ -556,6 +561,16 @@ where
 {
     crate::telemetry::init(service);
     let state = AppState::from_env().await?;
+    run_with(state, handler).await
+}
+
+/// The Lambda runtime calling `handler` with `state` for each request.
+pub async fn run_with<S, F, Fut>(state: S, handler: F) -> Result<(), lambda_http::Error>
+where
+    S: Clone + Send,
+    F: Fn(S, Request) -> Fut + Send,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send,
+{
     lambda_http::run(lambda_http::service_fn(move |req| {
         handler(state.clone(), req)
     }))
@@ -564,43 +579,37 @@ where
 
 /// Runs one handler behind the edge: request id, content negotiation, CORS (preflight
 /// included), security headers, problem+json errors and the seed's request log line.
-pub async fn serve<F, Fut>(
-    state: AppState,
+pub async fn serve<S: Edge, F, Fut>(
+    state: S,
     req: Request,
     service: &'static str,
     handler: F,
 ) -> Result<Response<Body>, Infallible>
 where
-    F: FnOnce(AppState, Request) -> Fut,
+    F: FnOnce(S, Request) -> Fut,
     Fut: Future<Output = Result<Response<Body>, ApiError>>,
 {
-    serve_as(state, req, service, true, handler).await
+    serve_as(state, req, service, Representation::Json, handler).await
 }
 
-/// [`serve`] for a route that answers a representation of its own (a page, a document): no
-/// content negotiation, its media type kept.
-pub async fn serve_document<F, Fut>(
-    state: AppState,
-    req: Request,
-    service: &'static str,
-    handler: F,
-) -> Result<Response<Body>, Infallible>
-where
-    F: FnOnce(AppState, Request) -> Fut,
-    Fut: Future<Output = Result<Response<Body>, ApiError>>,
-{
-    serve_as(state, req, service, false, handler).await
+/// What a route answers: JSON, negotiated against `Accept` (the vendor type or plain JSON), or
+/// a representation of its own (a page, a document) whose media type is kept.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Representation {
+    Json,
+    Own,
 }
 
-async fn serve_as<F, Fut>(
-    state: AppState,
+/// [`serve`] for either [`Representation`].
+pub async fn serve_as<S: Edge, F, Fut>(
+    state: S,
     mut req: Request,
     service: &'static str,
-    negotiated_json: bool,
+    representation: Representation,
     handler: F,
 ) -> Result<Response<Body>, Infallible>
 where
-    F: FnOnce(AppState, Request) -> Fut,
+    F: FnOnce(S, Request) -> Fut,
     Fut: Future<Output = Result<Response<Body>, ApiError>>,
 {
     let started = Instant::now();
@@ -613,7 +622,7 @@ where
     let endpoint = req.uri().path().to_string();
     let headers = req.headers().clone();
 
-    let negotiated = if negotiated_json {
+    let negotiated = if representation == Representation::Json {
         negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
     } else {
         Ok(false)
@@ -622,7 +631,7 @@ where
     let mut response = match negotiated {
         Err(e) => e.into_response(&meta.request_id, &endpoint),
         Ok(_) if method == Method::OPTIONS => {
-            preflight(&state.config, &headers, &meta.request_id, &endpoint)
+            preflight(state.edge(), &headers, &meta.request_id, &endpoint)
         }
         Ok(_) => handler(state.clone(), req)
             .await
@@ -648,7 +657,7 @@ where
     if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
         out.insert(HeaderName::from_static("x-request-id"), v);
     }
-    if let Some(origin) = allowed_origin(&state.config, &headers) {
+    if let Some(origin) = allowed_origin(state.edge(), &headers) {
         if let Ok(v) = HeaderValue::from_str(origin) {
             out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
             out.insert(

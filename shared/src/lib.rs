@@ -1,21 +1,18 @@
-//! Everything the MecaPy functions share: configuration, the HTTP edge, authentication, storage,
-//! the database and telemetry. Functions are thin recipes over this crate.
+//! The HTTP edge of the MecaPy functions: request parsing, problem+json errors and the one
+//! mapping from domain errors, CORS and headers, authentication, the wire types and the OpenAPI
+//! document, and the runners of the API and queue functions. The use cases are
+//! `mecapy_usecases`; functions are thin recipes over both.
 
 pub mod api;
 pub mod app;
 pub mod auth;
-pub mod config;
 pub mod http;
-pub mod jobs;
-pub mod rules;
-pub mod sandbox;
 pub mod sqs_batch;
-pub mod uploads;
-pub mod webhooks;
 
 pub use mecapy_adapters::{bus, db, storage, telemetry};
 pub use mecapy_domain::events;
 pub use mecapy_pyvalidate as validation;
+pub use mecapy_usecases::{config, jobs, rules, uploads, webhooks};
 
 pub use app::AppState;
 pub use http::ApiError;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use mecapy_shared::api::{docs, openapi};
+use mecapy_shared::config::EdgeConfig;
 use mecapy_shared::http::{self, ApiError};
-use mecapy_shared::AppState;
 
 /// The two representations, made once.
 pub struct Docs {
@@ -34,11 +34,18 @@ impl Default for Docs {
 }
 
 pub async fn handle(
-    state: AppState,
+    edge: Arc<EdgeConfig>,
     docs: Arc<Docs>,
     req: Request,
 ) -> Result<Response<Body>, Infallible> {
-    http::serve_document(state, req, "api-docs", |_, req| route(docs, req)).await
+    http::serve_as(
+        edge,
+        req,
+        "api-docs",
+        http::Representation::Own,
+        |_, req| route(docs, req),
+    )
+    .await
 }
 
 async fn route(docs: Arc<Docs>, req: Request) -> Result<Response<Body>, ApiError> {

@@ -1,10 +1,15 @@
+use std::sync::Arc;
+
+use mecapy_shared::config::EdgeConfig;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     mecapy_shared::telemetry::init("api-docs");
-    let state = mecapy_shared::AppState::from_env().await?;
-    let docs = std::sync::Arc::new(api_docs::Docs::new());
-    lambda_http::run(lambda_http::service_fn(move |req| {
-        api_docs::handle(state.clone(), docs.clone(), req)
-    }))
+    // No database, no object storage, no bus: the edge's settings and the rendered document.
+    let edge = Arc::new(EdgeConfig::from_env()?);
+    let docs = Arc::new(api_docs::Docs::new());
+    mecapy_shared::http::run_with(edge, move |edge, req| {
+        api_docs::handle(edge, docs.clone(), req)
+    })
     .await
 }

@@ -18,9 +18,13 @@ async fn get(
         req.headers_mut()
             .insert(header::ACCEPT, accept.parse().unwrap());
     }
-    api_docs::handle(ctx.state.clone(), Arc::new(api_docs::Docs::new()), req)
-        .await
-        .unwrap()
+    api_docs::handle(
+        Arc::new(ctx.config.edge.clone()),
+        Arc::new(api_docs::Docs::new()),
+        req,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

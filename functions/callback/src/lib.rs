@@ -19,7 +19,7 @@ pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Inf
 
 async fn callback(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     http::require_method(&req, Method::POST)?;
-    let body: CallbackRequest = http::json_body(&req, state.config.max_json_bytes)?;
+    let body: CallbackRequest = http::json_body(&req, state.config.edge.max_json_bytes)?;
     if body.code.is_empty() || body.code.len() > 4096 {
         return Err(ApiError::bad_field("code", "code is empty or too long"));
     }
@@ -29,8 +29,12 @@ async fn callback(state: AppState, req: Request) -> Result<Response<Body>, ApiEr
             "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~",
         ));
     }
-    let login = login_state::verify(&state.config.state_secret, &body.state, &body.code_verifier)
-        .map_err(|e| match e {
+    let login = login_state::verify(
+        &state.login()?.state_secret,
+        &body.state,
+        &body.code_verifier,
+    )
+    .map_err(|e| match e {
         StateError::VerifierMismatch => ApiError::bad_field("code_verifier", e.to_string()),
         other => ApiError::bad_field("state", other.to_string()),
     })?;

@@ -8,9 +8,18 @@ use mecapy_testkit::{
 };
 use serde_json::{json, Value};
 
+/// `login`'s own state, from the same settings as the test's.
+fn login_state(ctx: &TestContext) -> login::LoginState {
+    login::LoginState::new(
+        ctx.config.edge.clone(),
+        ctx.login.clone(),
+        ctx.state.oidc.clone(),
+    )
+}
+
 async fn start_login(ctx: &TestContext) -> Value {
     let r = login::handle(
-        ctx.state.clone(),
+        login_state(ctx),
         json_request(Method::POST, "/auth/login", None, &json!({})),
     )
     .await
@@ -272,7 +281,7 @@ async fn malformed_bodies_name_the_field() {
 async fn login_refuses_redirect_uri_outside_allow_list() {
     let ctx = TestContext::new().await;
     let r = login::handle(
-        ctx.state.clone(),
+        login_state(&ctx),
         json_request(
             Method::POST,
             "/auth/login",
@@ -284,14 +293,14 @@ async fn login_refuses_redirect_uri_outside_allow_list() {
     .unwrap();
     assert_problem(&r, StatusCode::BAD_REQUEST, Some("redirect_uri"));
     let r = login::handle(
-        ctx.state.clone(),
+        login_state(&ctx),
         json_request(Method::POST, "/auth/login", None, &json!({"unexpected": 1})),
     )
     .await
     .unwrap();
     assert_problem(&r, StatusCode::BAD_REQUEST, None);
     let r = login::handle(
-        ctx.state.clone(),
+        login_state(&ctx),
         request(Method::GET, "/auth/login", None, Body::Empty),
     )
     .await
@@ -308,7 +317,7 @@ async fn versioned_accept_header_is_honoured() {
         header::ACCEPT,
         "application/vnd.mecapy.v1+json".parse().unwrap(),
     );
-    let r = login::handle(ctx.state.clone(), req).await.unwrap();
+    let r = login::handle(login_state(&ctx), req).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         r.headers()[header::CONTENT_TYPE],
@@ -320,18 +329,18 @@ async fn versioned_accept_header_is_honoured() {
         header::ACCEPT,
         "application/vnd.mecapy.v2+json".parse().unwrap(),
     );
-    let r = login::handle(ctx.state.clone(), req).await.unwrap();
+    let r = login::handle(login_state(&ctx), req).await.unwrap();
     assert_problem(&r, StatusCode::NOT_ACCEPTABLE, None);
 }
 
 #[tokio::test]
 async fn cors_is_restricted_to_configured_origins_and_security_headers_are_set() {
     let ctx = TestContext::new().await;
-    let allowed = &ctx.config.allowed_origins[0];
+    let allowed = &ctx.config.edge.allowed_origins[0];
     let mut req = json_request(Method::POST, "/auth/login", None, &json!({}));
     req.headers_mut()
         .insert(header::ORIGIN, allowed.parse().unwrap());
-    let r = login::handle(ctx.state.clone(), req).await.unwrap();
+    let r = login::handle(login_state(&ctx), req).await.unwrap();
     assert_eq!(
         r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
         allowed.as_str()
@@ -350,7 +359,7 @@ async fn cors_is_restricted_to_configured_origins_and_security_headers_are_set()
     let mut req = json_request(Method::POST, "/auth/login", None, &json!({}));
     req.headers_mut()
         .insert(header::ORIGIN, "http://evil.example".parse().unwrap());
-    let r = login::handle(ctx.state.clone(), req).await.unwrap();
+    let r = login::handle(login_state(&ctx), req).await.unwrap();
     assert!(!r
         .headers()
         .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
@@ -380,7 +389,7 @@ async fn provider_down_is_503_not_500() {
     })
     .await;
     let r = login::handle(
-        ctx.state.clone(),
+        login_state(&ctx),
         json_request(Method::POST, "/auth/login", None, &json!({})),
     )
     .await

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use mecapy_sandbox::ecs::{EcsLauncher, LaunchError, TaskEnd, TaskRequest, TaskStateChange};
+use mecapy_sandbox::manifest::Manifest;
+use mecapy_sandbox::stage::StageDocument;
+use mecapy_sandbox::stager::{StagedReport, StoredOutput};
+use mecapy_sandbox::{Outcome, Restrictions, HOLDER_GRACE};
 use mecapy_shared::db::{self, jobs::Job};
-use mecapy_shared::jobs::stager::{StagedReport, StoredOutput};
-use mecapy_shared::jobs::{keys, JobStatus, Manifest, StageDocument};
-use mecapy_shared::sandbox::ecs::{
-    EcsLauncher, LaunchError, TaskEnd, TaskRequest, TaskStateChange,
-};
-use mecapy_shared::sandbox::{Outcome, Restrictions, HOLDER_GRACE};
+use mecapy_shared::jobs::{keys, JobStatus};
 use uuid::Uuid;
 
 use crate::run::{job_timeout, StoredOutcome, MAX_MANIFEST_BYTES};
@@ -190,13 +190,13 @@ impl Dispatcher {
 
 /// A task stopped at its limit stored nothing.
 fn empty_report(job_id: Uuid) -> StagedReport {
-    use mecapy_shared::jobs::stager::StoredStream;
+    use mecapy_sandbox::stager::StoredStream;
     let none = StoredStream {
         size: 0,
         truncated: false,
     };
     StagedReport {
-        version: mecapy_shared::jobs::stage::STAGE_VERSION,
+        version: mecapy_sandbox::stage::STAGE_VERSION,
         job_id,
         stdout: none.clone(),
         stderr: none,

@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
+use mecapy_sandbox::ecs::TaskStateChange;
+use mecapy_sandbox::ContainerRuntime;
 use mecapy_shared::db::DbError;
 use mecapy_shared::jobs::{keys, messages};
-use mecapy_shared::sandbox::ContainerRuntime;
 use mecapy_shared::storage::StorageError;
 use mecapy_shared::AppState;
 use uuid::Uuid;
@@ -137,7 +138,7 @@ impl Dispatcher {
         let concurrency = match (config.dispatch_concurrency, &compute) {
             (Some(n), _) => n,
             (None, Compute::Engine(runtime)) => {
-                mecapy_shared::sandbox::default_concurrency(runtime.cpus().await.unwrap_or(1))
+                mecapy_sandbox::default_concurrency(runtime.cpus().await.unwrap_or(1))
             }
             // Starting a task is a few API calls: no engine to spare.
             (None, Compute::Ecs(_)) => 16,
@@ -152,24 +153,24 @@ impl Dispatcher {
         Ok(dispatcher)
     }
 
-    /// What the Lambda receives: an SQS batch, or the sweep's schedule (an EventBridge
-    /// `Scheduled Event`). `deadline`: when the invocation ends.
+    /// What the Lambda receives, each source to its recipe: a batch of the queues
+    /// ([`Dispatcher::handle_within`]) or the sweep's schedule ([`Dispatcher::sweep_for`]).
+    /// `deadline`: when the invocation ends.
     pub async fn handle_event(
         &self,
         event: serde_json::Value,
         deadline: Option<Instant>,
     ) -> Result<serde_json::Value, String> {
-        if event.get("Records").is_some() {
-            let batch: SqsEvent =
-                serde_json::from_value(event).map_err(|e| format!("not an SQS batch: {e}"))?;
-            let response = self.handle_within(batch, deadline).await;
-            return serde_json::to_value(response).map_err(|e| e.to_string());
+        match Trigger::of(event)? {
+            Trigger::Batch(batch) => {
+                let response = self.handle_within(batch, deadline).await;
+                serde_json::to_value(response).map_err(|e| e.to_string())
+            }
+            Trigger::Schedule => {
+                let report = self.sweep_for(deadline).await.map_err(|e| e.to_string())?;
+                serde_json::to_value(report).map_err(|e| e.to_string())
+            }
         }
-        if event["detail-type"] == "Scheduled Event" || event["source"] == "aws.events" {
-            let report = self.sweep_for(deadline).await.map_err(|e| e.to_string())?;
-            return serde_json::to_value(report).map_err(|e| e.to_string());
-        }
-        Err("unknown event: neither an SQS batch nor a scheduled event".into())
     }
 
     /// One SQS batch with no deadline (tests, local runs).
@@ -225,23 +226,37 @@ impl Dispatcher {
         deadline: Option<Instant>,
     ) -> Result<(), Retry> {
         let body = record.body.as_deref().unwrap_or("");
-        let receives = receive_count(record);
-        if let Some(change) = task_state_change(body) {
-            return match self.task_ended(&change).await {
-                Ok(()) => Ok(()),
-                Err(DispatchError::Permanent(reason)) => {
-                    tracing::error!(task = change.task_arn, reason, "task end not recorded");
-                    if let Some(job_id) = change.job() {
-                        self.give_up(job_id, &reason)
-                            .await
-                            .map_err(|e| Retry::backoff(e.to_string()))?;
-                    }
-                    Ok(())
-                }
-                Err(e) => Err(Retry::backoff(e.to_string())),
-            };
+        match Record::of(body).map_err(Retry::backoff)? {
+            Record::TaskEnded(change) => self.on_task_end(&change).await,
+            Record::Jobs(jobs) => self.on_jobs(jobs, receive_count(record), deadline).await,
         }
-        let jobs = announced_jobs(body).map_err(Retry::backoff)?;
+    }
+
+    /// An ECS task ended (the task-ends queue): its job's outcome is recorded.
+    async fn on_task_end(&self, change: &TaskStateChange) -> Result<(), Retry> {
+        match self.task_ended(change).await {
+            Ok(()) => Ok(()),
+            Err(DispatchError::Permanent(reason)) => {
+                tracing::error!(task = change.task_arn, reason, "task end not recorded");
+                if let Some(job_id) = change.job() {
+                    self.give_up(job_id, &reason)
+                        .await
+                        .map_err(|e| Retry::backoff(e.to_string()))?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(Retry::backoff(e.to_string())),
+        }
+    }
+
+    /// Jobs to run (the compute queue: a manifest's creation, or the sweep's request): each is
+    /// claimed and run, or given up, or handed back for a later delivery.
+    async fn on_jobs(
+        &self,
+        jobs: Vec<Uuid>,
+        receives: u32,
+        deadline: Option<Instant>,
+    ) -> Result<(), Retry> {
         let mut retry = None;
         for job_id in jobs {
             match self.dispatch(job_id, deadline).await {
@@ -291,11 +306,46 @@ fn receive_count(record: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
-/// An `ECS Task State Change` event (EventBridge, through the task-ends queue), if the message
-/// is one.
-fn task_state_change(body: &str) -> Option<mecapy_shared::sandbox::ecs::TaskStateChange> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    mecapy_shared::sandbox::ecs::TaskStateChange::from_event(&value)
+/// What set an invocation off: the one place that tells the event sources apart.
+enum Trigger {
+    /// A batch of the compute queue or of the task-ends queue.
+    Batch(SqsEvent),
+    /// The sweep's schedule (an EventBridge `Scheduled Event`).
+    Schedule,
+}
+
+impl Trigger {
+    fn of(event: serde_json::Value) -> Result<Self, String> {
+        if event.get("Records").is_some() {
+            return serde_json::from_value(event)
+                .map(Trigger::Batch)
+                .map_err(|e| format!("not an SQS batch: {e}"));
+        }
+        if event["detail-type"] == "Scheduled Event" || event["source"] == "aws.events" {
+            return Ok(Trigger::Schedule);
+        }
+        Err("unknown event: neither an SQS batch nor a scheduled event".into())
+    }
+}
+
+/// One record of a batch.
+enum Record {
+    /// An `ECS Task State Change` event (EventBridge, through the task-ends queue).
+    TaskEnded(TaskStateChange),
+    /// The jobs a compute-queue message announces (see [`announced_jobs`]).
+    Jobs(Vec<Uuid>),
+}
+
+impl Record {
+    fn of(body: &str) -> Result<Self, String> {
+        let change = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| TaskStateChange::from_event(&v));
+        match change {
+            Some(change) => Ok(Record::TaskEnded(change)),
+            None => announced_jobs(body).map(Record::Jobs),
+        }
+    }
 }
 
 /// The jobs a compute-queue message announces: the manifests of an S3 event, or the job of the

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use compute_dispatch::{Compute, EcsCompute};
 use lambda_runtime::{service_fn, LambdaEvent};
-use mecapy_shared::sandbox::ecs::EcsLauncher;
+use mecapy_sandbox::ecs::EcsLauncher;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -15,9 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             task_definition: ecs.task_definition.clone(),
             start_allowance: ecs.start_allowance,
         }),
-        None => Compute::Engine(Arc::new(
-            mecapy_shared::sandbox::DockerRuntime::connect().await?,
-        )),
+        None => Compute::Engine(Arc::new(mecapy_sandbox::DockerRuntime::connect().await?)),
     };
     let dispatcher = Arc::new(compute_dispatch::Dispatcher::from_env(state, compute).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {

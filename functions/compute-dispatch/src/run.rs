@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use mecapy_sandbox::{Limits, HOLDER_GRACE};
 use mecapy_shared::api::JobOutput;
 use mecapy_shared::db::{self, jobs::Job, DbError};
 use mecapy_shared::jobs::{keys, JobStatus, Manifest};
-use mecapy_shared::sandbox::{Limits, HOLDER_GRACE};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;

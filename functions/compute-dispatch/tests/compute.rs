@@ -2,16 +2,20 @@
 //! notification to a LocalStack SQS queue, the batch handed to `compute-dispatch` in-process,
 //! the job run by the Docker engine in the `mecapy-python:bookworm` image.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::compute_api;
 use compute_dispatch::Dispatcher;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
+use mecapy_sandbox::DockerRuntime;
 use mecapy_shared::db;
-use mecapy_shared::sandbox::DockerRuntime;
 use mecapy_testkit::{
-    assert_problem, body_json, json_request, multipart_request, request, ComputeQueues, TestContext,
+    assert_problem, body_json, get_request, json_request, multipart_request, request,
+    ComputeQueues, TestContext,
 };
 use serde_json::{json, Value};
 
@@ -52,9 +56,7 @@ async fn compute(max_receives: u32) -> Compute {
 
 impl Compute {
     async fn call(&self, req: Request) -> lambda_http::Response<Body> {
-        compute_submit::handle(self.ctx.state.clone(), req)
-            .await
-            .unwrap()
+        compute_api(&self.ctx.state, req).await
     }
 
     async fn submit(&self, token: &str, body: Value) -> lambda_http::Response<Body> {
@@ -64,12 +66,7 @@ impl Compute {
 
     async fn job(&self, token: &str, id: &str) -> Value {
         let r = self
-            .call(request(
-                Method::GET,
-                &format!("/compute/{id}"),
-                Some(token),
-                Body::Empty,
-            ))
+            .call(get_request(&format!("/compute/{id}"), token))
             .await;
         assert_eq!(r.status(), StatusCode::OK);
         body_json(&r)
@@ -306,14 +303,7 @@ async fn static_validation_refuses_with_a_report() {
         );
         assert!(findings[0]["line"].as_u64().unwrap() >= 1);
     }
-    let count: i64 = c
-        .ctx
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM jobs", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count: i64 = c.ctx.query_value("SELECT count(*) FROM jobs", &[]).await;
     assert_eq!(count, 0, "no refused job is recorded");
 }
 
@@ -368,9 +358,7 @@ async fn bad_submissions_get_clear_errors() {
             .await;
         assert_problem(&r, StatusCode::NOT_FOUND);
     }
-    let r = c
-        .call(request(Method::GET, "/compute", Some(&alice), Body::Empty))
-        .await;
+    let r = c.call(get_request("/compute", &alice)).await;
     assert_eq!(body_json(&r)["items"], json!([]));
     let r = c
         .call(request(Method::GET, "/compute", None, Body::Empty))

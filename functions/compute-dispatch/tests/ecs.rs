@@ -5,19 +5,19 @@
 //! S3); its end handed to the dispatcher as the `ECS Task State Change` event the task-ends
 //! queue delivers, which records the outcome.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{get_compute, post_compute};
 use compute_dispatch::{Compute, Dispatcher, EcsCompute};
-use lambda_http::http::{Method, StatusCode};
-use lambda_http::Body;
+use lambda_http::http::StatusCode;
+use mecapy_sandbox::ecs::{self, EcsLauncher, TaskRequest, TaskStateChange};
+use mecapy_sandbox::{Limits, Restrictions};
 use mecapy_shared::db;
 use mecapy_shared::jobs::{keys, messages, Manifest};
-use mecapy_shared::sandbox::ecs::{self, EcsLauncher, TaskRequest, TaskStateChange};
-use mecapy_shared::sandbox::{Limits, Restrictions};
 use mecapy_testkit::moto::{cluster_with_instance, ecs_call, ecs_client};
-use mecapy_testkit::{
-    body_json, json_request, multipart_request, request, storage_at, TestContext,
-};
+use mecapy_testkit::{body_json, multipart_request, storage_at, TestContext};
 use mecapy_testkit::{LocalAgent, LOCAL_STAGER_IMAGE};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -65,6 +65,13 @@ async fn ecs(max_receives: u32, cluster: Option<String>) -> Ecs {
 }
 
 impl Ecs {
+    /// `submit`, then dispatched (its task started); its id.
+    async fn dispatched(&self, code: &str) -> Uuid {
+        let job = self.submit(code).await;
+        self.dispatcher.run_job(job).await.expect("dispatched");
+        job
+    }
+
     /// A job reading an uploaded CSV (its code names it `INPUT`); its id.
     async fn submit(&self, code: &str) -> Uuid {
         let name = format!("data-{}.csv", Uuid::new_v4().simple());
@@ -82,33 +89,18 @@ impl Ecs {
         .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
         let file = body_json(&r)["id"].as_str().unwrap().to_string();
-        let r = compute_submit::handle(
-            self.ctx.state.clone(),
-            json_request(
-                Method::POST,
-                "/compute",
-                Some(&self.token),
-                &json!({"tool": "python", "code": code.replace("INPUT", &name), "input_file_ids": [file]}),
-            ),
+        let r = post_compute(
+            &self.ctx.state,
+            &self.token,
+            &json!({"tool": "python", "code": code.replace("INPUT", &name), "input_file_ids": [file]}),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         body_json(&r)["job_id"].as_str().unwrap().parse().unwrap()
     }
 
     async fn job(&self, id: Uuid) -> Value {
-        let r = compute_submit::handle(
-            self.ctx.state.clone(),
-            request(
-                Method::GET,
-                &format!("/compute/{id}"),
-                Some(&self.token),
-                Body::Empty,
-            ),
-        )
-        .await
-        .unwrap();
+        let r = get_compute(&self.ctx.state, &self.token, id).await;
         assert_eq!(r.status(), StatusCode::OK);
         body_json(&r)
     }
@@ -129,15 +121,25 @@ impl Ecs {
             .unwrap_or_default()
     }
 
-    async fn manifest(&self, job: Uuid) -> Manifest {
-        let bytes = self
-            .ctx
+    /// The object `key` of the test's bucket (up to 1 MiB), which must be there (`what`).
+    async fn stored(&self, key: &str, what: &str) -> Vec<u8> {
+        let bytes = self.ctx.state.storage.get(key, 1 << 20).await.unwrap();
+        bytes.unwrap_or_else(|| panic!("{what}")).to_vec()
+    }
+
+    /// Writes `bytes` (a `content_type`) as the object `key` of the test's bucket.
+    async fn store(&self, key: &str, bytes: &[u8], content_type: &str) {
+        let body = bytes.to_vec().into();
+        self.ctx
             .state
             .storage
-            .get(&keys::manifest(job), 1 << 20)
+            .put(key, body, content_type)
             .await
-            .unwrap()
-            .expect("manifest");
+            .unwrap();
+    }
+
+    async fn manifest(&self, job: Uuid) -> Manifest {
+        let bytes = self.stored(&keys::manifest(job), "manifest").await;
         serde_json::from_slice(&bytes).unwrap()
     }
 
@@ -264,8 +266,7 @@ data = np.loadtxt("inputs/INPUT", delimiter=",", skiprows=1)
 open("out/mean.txt", "w").write(str(data[:, 1].mean()))
 print("mean", data[:, 1].mean())
 "#;
-    let job = e.submit(code).await;
-    e.dispatcher.run_job(job).await.expect("dispatched");
+    let job = e.dispatched(code).await;
     assert_eq!(
         e.job(job).await["status"],
         "running",
@@ -281,14 +282,7 @@ print("mean", data[:, 1].mean())
     let state = e.job(job).await;
     assert_eq!(state["status"], "succeeded", "{state}");
     assert_eq!(state["exit_code"], 0, "{state}");
-    let stdout = e
-        .ctx
-        .state
-        .storage
-        .get(&keys::stdout(job), 1 << 20)
-        .await
-        .unwrap()
-        .expect("stdout stored");
+    let stdout = e.stored(&keys::stdout(job), "stdout stored").await;
     assert_eq!(String::from_utf8_lossy(&stdout), "mean 3.0\n");
     let outputs = state["outputs"].to_string();
     assert!(outputs.contains("mean.txt"), "{state}");
@@ -307,8 +301,7 @@ print("mean", data[:, 1].mean())
 #[tokio::test]
 async fn the_end_of_a_task_whose_job_was_requeued_meanwhile_is_its_outcome() {
     let e = ecs(3, None).await;
-    let job = e.submit("print('late')").await;
-    e.dispatcher.run_job(job).await.expect("dispatched");
+    let job = e.dispatched("print('late')").await;
     let change = e.run_task(job).await;
     // The task waited so long for an instance that the job's lease ran out: the sweep put it
     // back in the queue before its task ended.
@@ -331,27 +324,17 @@ async fn the_end_of_a_task_whose_job_was_requeued_meanwhile_is_its_outcome() {
 #[tokio::test]
 async fn a_refused_stage_in_or_a_task_that_never_started_is_an_error_with_nothing_stored() {
     let e = ecs(3, None).await;
-    let job = e.submit("print('never')").await;
-    e.dispatcher.run_job(job).await.expect("dispatched");
+    let job = e.dispatched("print('never')").await;
     // The input changes after the job was accepted.
     let manifest = e.manifest(job).await;
-    e.ctx
-        .state
-        .storage
-        .put(
-            &manifest.inputs[0].key,
-            b"x,y\n9,9\n".to_vec().into(),
-            "text/csv",
-        )
-        .await
-        .unwrap();
+    e.store(&manifest.inputs[0].key, b"x,y\n9,9\n", "text/csv")
+        .await;
     let change = e.run_task(job).await;
     e.ends_in_error(job, &change, &["changed since the job was submitted"])
         .await;
 
     // A task that never started (say, its image could not be pulled).
-    let job = e.submit("print('never')").await;
-    e.dispatcher.run_job(job).await.expect("dispatched");
+    let job = e.dispatched("print('never')").await;
     let mut change = e.run_task(job).await;
     change.started_at = None;
     change.stop_code = Some("TaskFailedToStart".into());

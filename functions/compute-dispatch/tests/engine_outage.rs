@@ -2,15 +2,17 @@
 //! reached through a Unix-socket relay this test starts and stops, so the outage is real for
 //! the dispatcher's client and no other test is disturbed.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{get_compute, post_compute};
 use compute_dispatch::{Compute, Dispatcher};
-use lambda_http::http::{Method, StatusCode};
-use lambda_http::Body;
-use mecapy_shared::sandbox::DockerRuntime;
-use mecapy_testkit::{body_json, json_request, request, TestContext};
+use lambda_http::http::StatusCode;
+use mecapy_sandbox::DockerRuntime;
+use mecapy_testkit::{body_json, TestContext};
 use serde_json::{json, Value};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
@@ -54,18 +56,7 @@ async fn stop(relay: Relay, path: &Path) {
 }
 
 async fn job_state(ctx: &TestContext, token: &str, id: &str) -> Value {
-    let r = compute_submit::handle(
-        ctx.state.clone(),
-        request(
-            Method::GET,
-            &format!("/compute/{id}"),
-            Some(token),
-            Body::Empty,
-        ),
-    )
-    .await
-    .unwrap();
-    body_json(&r)
+    body_json(&get_compute(&ctx.state, token, id).await)
 }
 
 async fn setup(
@@ -108,17 +99,7 @@ async fn engine_outage_is_retried_then_runs_and_a_poison_message_ends_in_the_dlq
         let state = ctx.state.clone();
         let token = token.clone();
         async move {
-            let r = compute_submit::handle(
-                state,
-                json_request(
-                    Method::POST,
-                    "/compute",
-                    Some(&token),
-                    &json!({"tool": "python", "code": code}),
-                ),
-            )
-            .await
-            .unwrap();
+            let r = post_compute(&state, &token, &json!({"tool": "python", "code": code})).await;
             assert_eq!(r.status(), StatusCode::ACCEPTED);
             body_json(&r)["job_id"].as_str().unwrap().to_string()
         }

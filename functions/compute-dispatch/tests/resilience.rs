@@ -4,17 +4,19 @@
 //! real PostgreSQL that the test cuts, and every run is a container on the real engine, counted
 //! from the engine's own events.
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{get_compute, post_compute};
 use compute_dispatch::{ComputeQueue, Dispatcher, RetryBackoff};
-use lambda_http::http::{Method, StatusCode};
-use lambda_http::Body;
-use mecapy_shared::sandbox::DockerRuntime;
+use lambda_http::http::StatusCode;
+use mecapy_sandbox::DockerRuntime;
 use mecapy_shared::AppState;
-use mecapy_testkit::{body_json, json_request, request, ComputeQueues, TcpRelay, TestContext};
+use mecapy_testkit::{body_json, ComputeQueues, TcpRelay, TestContext};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use uuid::Uuid;
@@ -85,17 +87,12 @@ impl Harness {
     }
 
     async fn submit(&self, code: &str) -> Uuid {
-        let r = compute_submit::handle(
-            self.ctx.state.clone(),
-            json_request(
-                Method::POST,
-                "/compute",
-                Some(&self.token),
-                &json!({"tool": self.tool, "code": code}),
-            ),
+        let r = post_compute(
+            &self.ctx.state,
+            &self.token,
+            &json!({"tool": self.tool, "code": code}),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(
             r.status(),
             StatusCode::ACCEPTED,
@@ -106,18 +103,7 @@ impl Harness {
     }
 
     async fn job(&self, id: Uuid) -> Value {
-        let r = compute_submit::handle(
-            self.ctx.state.clone(),
-            request(
-                Method::GET,
-                &format!("/compute/{id}"),
-                Some(&self.token),
-                Body::Empty,
-            ),
-        )
-        .await
-        .unwrap();
-        body_json(&r)
+        body_json(&get_compute(&self.ctx.state, &self.token, id).await)
     }
 
     async fn statuses(&self, ids: &[Uuid]) -> Vec<String> {

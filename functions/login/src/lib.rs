@@ -2,31 +2,65 @@
 //! does: the verifier and its S256 challenge are made here, the browser goes to the provider.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use mecapy_shared::api::{LoginRequest, LoginResponse};
-use mecapy_shared::auth::{pkce, state as login_state};
-use mecapy_shared::http::{self, ApiError};
-use mecapy_shared::AppState;
+use mecapy_shared::auth::{pkce, state as login_state, OidcClient};
+use mecapy_shared::config::{ConfigError, EdgeConfig, LoginConfig, OidcConfig};
+use mecapy_shared::http::{self, ApiError, Edge};
 
 /// Scopes asked of the provider: the profile feeds the user row.
 pub const SCOPES: &str = "openid profile email";
 
-pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Infallible> {
+/// What `login` builds at cold start: no database, no object storage, no bus. It reads only
+/// the edge's, the identity provider's and the login flow's variables.
+#[derive(Clone)]
+pub struct LoginState {
+    pub edge: Arc<EdgeConfig>,
+    pub login: Arc<LoginConfig>,
+    pub oidc: Arc<OidcClient>,
+}
+
+impl LoginState {
+    pub fn new(edge: EdgeConfig, login: LoginConfig, oidc: Arc<OidcClient>) -> Self {
+        LoginState {
+            edge: Arc::new(edge),
+            login: Arc::new(login),
+            oidc,
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            EdgeConfig::from_env()?,
+            LoginConfig::from_env()?,
+            Arc::new(OidcClient::new(OidcConfig::from_env()?)),
+        ))
+    }
+}
+
+impl Edge for LoginState {
+    fn edge(&self) -> &EdgeConfig {
+        &self.edge
+    }
+}
+
+pub async fn handle(state: LoginState, req: Request) -> Result<Response<Body>, Infallible> {
     http::serve(state, req, "login", login).await
 }
 
-async fn login(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
+async fn login(state: LoginState, req: Request) -> Result<Response<Body>, ApiError> {
     http::require_method(&req, Method::POST)?;
-    let body: LoginRequest = http::json_body(&req, state.config.max_json_bytes)?;
-    let redirect_uri = choose_redirect_uri(&state.config.allowed_redirect_uris, body.redirect_uri)?;
+    let body: LoginRequest = http::json_body(&req, state.edge.max_json_bytes)?;
+    let redirect_uri = choose_redirect_uri(&state.login.allowed_redirect_uris, body.redirect_uri)?;
 
     let verifier = pkce::new_verifier();
     let challenge = pkce::challenge_s256(&verifier);
-    let ttl = state.config.login_ttl;
+    let ttl = state.login.ttl;
     let signed_state =
-        login_state::issue(&state.config.state_secret, &redirect_uri, &challenge, ttl);
+        login_state::issue(&state.login.state_secret, &redirect_uri, &challenge, ttl);
 
     let discovery = state.oidc.discovery().await?;
     let mut url = url::Url::parse(&discovery.authorization_endpoint).map_err(|e| {
@@ -36,7 +70,7 @@ async fn login(state: AppState, req: Request) -> Result<Response<Body>, ApiError
     })?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
-        .append_pair("client_id", &state.config.oidc.client_id)
+        .append_pair("client_id", &state.oidc.config().client_id)
         .append_pair("redirect_uri", &redirect_uri)
         .append_pair("scope", SCOPES)
         .append_pair("state", &signed_state)

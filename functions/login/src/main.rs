@@ -1,4 +1,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    mecapy_shared::http::run_api("login", login::handle).await
+    mecapy_shared::telemetry::init("login");
+    let state = login::LoginState::from_env()?;
+    mecapy_shared::http::run_with(state, login::handle).await
 }

@@ -39,7 +39,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 /// → 201.
 async fn create(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
-    let body: RuleRequest = http::json_body(&req, state.config.max_json_bytes)?;
+    let body: RuleRequest = http::json_body(&req, state.config.edge.max_json_bytes)?;
     let mut db = state.db.get().await.map_err(DbError::from)?;
     let checked = body.check(&state, &**db, user.id).await?;
     let rule = db::rules::insert(

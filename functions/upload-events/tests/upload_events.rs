@@ -12,7 +12,8 @@ use lambda_http::{Body, Response};
 use mecapy_shared::db::{files, outbox};
 use mecapy_shared::AppState;
 use mecapy_testkit::{
-    body_json, json_request, multipart_request, receive, request, sdk_config_at, TestContext,
+    assert_created, body_json, get_request, multipart_request, presign_request, put_presigned,
+    receive, request, TestContext,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -31,14 +32,11 @@ struct Setup {
 
 async fn setup() -> Setup {
     let ctx = TestContext::new().await;
-    let sqs =
-        aws_sdk_sqs::Client::new(&sdk_config_at(&ctx.env["AWS_ENDPOINT_URL"], &ctx.env).await);
+    let sqs = ctx.sqs_client().await;
     let uploads = ctx
-        .upload_events_queue(&sqs, &format!("{}-uploads", ctx.bucket))
+        .upload_events_queue(&sqs, &ctx.queue_name("uploads"))
         .await;
-    let events = ctx
-        .events_queue(&sqs, &format!("{}-events", ctx.bucket))
-        .await;
+    let events = ctx.events_queue(&sqs, &ctx.queue_name("events")).await;
     Setup {
         ctx,
         sqs,
@@ -89,16 +87,7 @@ impl Setup {
     }
 
     async fn file(&self, token: &str, id: &str) -> Value {
-        let r = call(
-            &self.ctx.state,
-            request(
-                Method::GET,
-                &format!("/files/{id}"),
-                Some(token),
-                Body::Empty,
-            ),
-        )
-        .await;
+        let r = call(&self.ctx.state, get_request(&format!("/files/{id}"), token)).await;
         assert_eq!(r.status(), StatusCode::OK, "{:?}", r.body());
         body_json(&r)
     }
@@ -110,37 +99,23 @@ async fn a_presigned_upload_nobody_completes_becomes_available_from_its_event() 
     let token = s.ctx.token_for("event-uploader").await;
     let r = call(
         &s.ctx.state,
-        json_request(
-            Method::POST,
-            "/files/presign",
-            Some(&token),
+        presign_request(
+            &token,
             &json!({"filename": "my data é+1.csv", "content_type": "text/csv"}),
         ),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
-    let grant = body_json(&r);
+    let grant = assert_created(&r);
     let id = grant["file"]["id"].as_str().unwrap().to_string();
     let key: String = s
         .ctx
-        .db()
-        .await
-        .query_one(
+        .query_value(
             "SELECT s3_key FROM files WHERE id = $1",
             &[&uuid::Uuid::parse_str(&id).unwrap()],
         )
-        .await
-        .unwrap()
-        .get(0);
+        .await;
     let data = b"x,y\n1,2\n3,4\n".to_vec();
-    let put = reqwest::Client::new()
-        .put(grant["upload"]["url"].as_str().unwrap())
-        .header("content-type", "text/csv")
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "presigned PUT: {}", put.status());
+    put_presigned(&grant, "text/csv", &data).await;
 
     // The client stops here: no /complete. The object's event finishes the upload.
     let event = s.events_for(&[&key]).await;
@@ -252,10 +227,6 @@ async fn an_object_nobody_reserved_is_recorded_and_removed_and_the_rest_is_left_
         .await
         .unwrap()
         .is_empty());
-    let r = call(
-        &s.ctx.state,
-        request(Method::GET, "/files", Some(&token), Body::Empty),
-    )
-    .await;
+    let r = call(&s.ctx.state, get_request("/files", &token)).await;
     assert_eq!(body_json(&r)["items"].as_array().unwrap().len(), 1);
 }

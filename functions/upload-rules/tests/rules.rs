@@ -10,8 +10,8 @@ use lambda_http::{Body, Response};
 use mecapy_shared::db::{jobs, outbox};
 use mecapy_shared::jobs::{keys, JobStatus};
 use mecapy_testkit::{
-    assert_problem, body_json, json_request, multipart_request, receive, request, sdk_config_at,
-    TestContext,
+    assert_created, assert_problem, body_json, get_request, json_request, multipart_request,
+    receive, request, TestContext,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -25,11 +25,8 @@ struct Setup {
 
 async fn setup(user: &str) -> Setup {
     let ctx = TestContext::new().await;
-    let sqs =
-        aws_sdk_sqs::Client::new(&sdk_config_at(&ctx.env["AWS_ENDPOINT_URL"], &ctx.env).await);
-    let events = ctx
-        .events_queue(&sqs, &format!("{}-events", ctx.bucket))
-        .await;
+    let sqs = ctx.sqs_client().await;
+    let events = ctx.events_queue(&sqs, &ctx.queue_name("events")).await;
     let token = ctx.token_for(user).await;
     Setup {
         ctx,
@@ -40,6 +37,11 @@ async fn setup(user: &str) -> Setup {
 }
 
 impl Setup {
+    /// `POST /rules` of `body`.
+    async fn post_rule(&self, body: Value) -> Response<Body> {
+        self.rules(Method::POST, "/rules", Some(body)).await
+    }
+
     async fn rules(&self, method: Method, path: &str, body: Option<Value>) -> Response<Body> {
         let req = match body {
             Some(b) => json_request(method, path, Some(&self.token), &b),
@@ -55,8 +57,7 @@ impl Setup {
         )
         .await
         .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
-        body_json(&r)["id"].as_str().unwrap().to_string()
+        assert_created(&r)["id"].as_str().unwrap().to_string()
     }
 
     /// The bus's `FileUploaded` records for these files, as the rules' queue would hold them.
@@ -105,44 +106,39 @@ impl Setup {
     }
 }
 
+/// A python rule for the text uploads named `mesure-*.csv`, running `code` with `args`.
+fn mesure_rule(code: &str, args: &[&str]) -> Value {
+    json!({
+        "filename_glob": "mesure-*.csv",
+        "content_type": "text/*",
+        "tool": "python",
+        "code": code,
+        "args": args,
+    })
+}
+
 #[tokio::test]
 async fn a_matching_upload_runs_its_rule_once_even_when_its_event_comes_twice() {
     let s = setup("rule-owner").await;
     let r = s
-        .rules(
-            Method::POST,
-            "/rules",
-            Some(json!({
-                "filename_glob": "mesure-*.csv",
-                "content_type": "text/*",
-                "tool": "python",
-                "code": "import csv\nprint('rows', sum(1 for _ in open('inputs/' + __import__('sys').argv[1])))\n",
-                "args": ["x"],
-            })),
-        )
+        .post_rule(mesure_rule(
+            "import csv\nprint('rows', sum(1 for _ in open('inputs/' + __import__('sys').argv[1])))\n",
+            &["x"],
+        ))
         .await;
     // `__import__` is refused by static validation, as it would be by POST /compute.
     let problem = assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(problem["findings"]
         .as_array()
         .is_some_and(|f| !f.is_empty()));
-    let r = s
-        .rules(
-            Method::POST,
-            "/rules",
-            Some(json!({
-                "filename_glob": "mesure-*.csv",
-                "content_type": "text/*",
-                "tool": "python",
-                "code": "import csv\nprint('rows', len(list(csv.reader(open('inputs/mesure-1.csv')))))\n",
-                "args": ["mesure-1.csv"],
-                // The development setting lets the docker bridge's address through.
-                "callback_url": "http://172.17.0.1:9/rule-hook",
-            })),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
-    let rule = body_json(&r);
+    let mut rule = mesure_rule(
+        "import csv\nprint('rows', len(list(csv.reader(open('inputs/mesure-1.csv')))))\n",
+        &["mesure-1.csv"],
+    );
+    // The development setting lets the docker bridge's address through.
+    rule["callback_url"] = json!("http://172.17.0.1:9/rule-hook");
+    let r = s.post_rule(rule).await;
+    let rule = assert_created(&r);
     assert_eq!(rule["callback_url"], "http://172.17.0.1:9/rule-hook");
     let rule_id: Uuid = rule["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(rule["enabled"], true);
@@ -241,45 +237,30 @@ async fn bad_rules_are_refused_and_a_rule_whose_code_stops_passing_is_disabled()
         (with(json!({"code": null})), "code"),
         (with(json!({"args": ["a\u{0}b"]})), "args"),
     ] {
-        let r = s.rules(Method::POST, "/rules", Some(body.clone())).await;
+        let r = s.post_rule(body.clone()).await;
         let problem = assert_problem(&r, StatusCode::BAD_REQUEST);
         assert_eq!(problem["field"], field, "{body} → {problem}");
     }
-    let r = s
-        .rules(Method::POST, "/rules", Some(json!({"glob": "*"})))
-        .await;
+    let r = s.post_rule(json!({"glob": "*"})).await;
     assert_problem(&r, StatusCode::BAD_REQUEST);
     let r = s
-        .rules(
-            Method::POST,
-            "/rules",
-            Some(with(json!({"code": null, "code_file_id": Uuid::new_v4()}))),
-        )
+        .post_rule(with(json!({"code": null, "code_file_id": Uuid::new_v4()})))
         .await;
     assert_problem(&r, StatusCode::NOT_FOUND);
 
     // numpy is allowed today; a rule using it is kept.
     let r = s
-        .rules(
-            Method::POST,
-            "/rules",
-            Some(with(json!({"code": "import numpy\nprint(numpy.pi)\n"}))),
-        )
+        .post_rule(with(json!({"code": "import numpy\nprint(numpy.pi)\n"})))
         .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
-    let rule_id = body_json(&r)["id"].as_str().unwrap().to_string();
+    let rule_id = assert_created(&r)["id"].as_str().unwrap().to_string();
     // Up to the limit, then 409.
     for _ in 1..mecapy_shared::rules::MAX_RULES_PER_USER {
         let r = s
-            .rules(
-                Method::POST,
-                "/rules",
-                Some(with(json!({"filename_glob": "never-*.bin"}))),
-            )
+            .post_rule(with(json!({"filename_glob": "never-*.bin"})))
             .await;
         assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
     }
-    let r = s.rules(Method::POST, "/rules", Some(base.clone())).await;
+    let r = s.post_rule(base.clone()).await;
     assert_problem(&r, StatusCode::CONFLICT);
     let r = s.rules(Method::GET, "/rules", None).await;
     let listed = body_json(&r);
@@ -320,12 +301,7 @@ async fn bad_rules_are_refused_and_a_rule_whose_code_stops_passing_is_disabled()
     let stranger = s.ctx.token_for("rule-stranger").await;
     let r = rules::handle(
         s.ctx.state.clone(),
-        request(
-            Method::GET,
-            &format!("/rules/{rule_id}"),
-            Some(&stranger),
-            Body::Empty,
-        ),
+        get_request(&format!("/rules/{rule_id}"), &stranger),
     )
     .await
     .unwrap();

@@ -111,7 +111,7 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
 /// `POST /files/presign {filename, content_type?, size?}` → a presigned PUT URL.
 async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
-    let body: PresignRequest = http::json_body(&req, state.config.max_json_bytes)?;
+    let body: PresignRequest = http::json_body(&req, state.config.edge.max_json_bytes)?;
     let filename = FileName::parse(&body.filename)?;
     let content_type = match &body.content_type {
         Some(ct) => valid_content_type(ct)?,

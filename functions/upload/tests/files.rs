@@ -6,8 +6,8 @@ use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Response};
 use mecapy_shared::AppState;
 use mecapy_testkit::{
-    assert_problem, body_json, json_request, multipart_request, multipart_request_with, request,
-    TestContext,
+    assert_created, assert_problem, body_json, get_request, json_request, multipart_request,
+    multipart_request_with, presign_request, put_presigned, request, TestContext,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -20,16 +20,16 @@ async fn call(state: &AppState, req: lambda_http::Request) -> Response<Body> {
 async fn presign_refuses_the_name(ctx: &TestContext, token: &str, name: &str) {
     let r = call(
         &ctx.state,
-        json_request(
-            Method::POST,
-            "/files/presign",
-            Some(token),
-            &json!({"filename": name}),
-        ),
+        presign_request(token, &json!({"filename": name})),
     )
     .await;
     let body = problem(&r, StatusCode::BAD_REQUEST);
     assert_eq!(body["field"], "filename", "{name:?}: {body}");
+}
+
+/// `POST /files/presign` of `body`, granted: the grant (the pending file, its upload URL).
+async fn presigned(ctx: &TestContext, token: &str, body: Value) -> Value {
+    assert_created(&call(&ctx.state, presign_request(token, &body)).await)
 }
 
 fn problem(r: &Response<Body>, status: StatusCode) -> Value {
@@ -38,17 +38,10 @@ fn problem(r: &Response<Body>, status: StatusCode) -> Value {
 
 /// What the test's database and bucket hold: (available rows, all rows, objects).
 async fn written(ctx: &TestContext) -> (i64, i64, usize) {
-    let db = ctx.db().await;
-    let available: i64 = db
-        .query_one("SELECT count(*) FROM files WHERE status = 'available'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let all: i64 = db
-        .query_one("SELECT count(*) FROM files", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let available: i64 = ctx
+        .query_value("SELECT count(*) FROM files WHERE status = 'available'", &[])
+        .await;
+    let all: i64 = ctx.query_value("SELECT count(*) FROM files", &[]).await;
     (available, all, ctx.object_keys().await.len())
 }
 
@@ -62,8 +55,7 @@ async fn upload_stores_object_and_row_then_serves_it() {
         multipart_request("/files", Some(&token), "forces.csv", "text/csv", &data),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
-    let file = body_json(&r);
+    let file = assert_created(&r);
     assert_eq!(file["filename"], "forces.csv");
     assert_eq!(file["size_bytes"], data.len());
     assert_eq!(file["content_type"], "text/csv");
@@ -72,25 +64,12 @@ async fn upload_stores_object_and_row_then_serves_it() {
     assert!(file["etag"].is_string());
 
     let user_id: uuid::Uuid = ctx
-        .db()
-        .await
-        .query_one("SELECT id FROM users WHERE keycloak_sub = 'uploader'", &[])
-        .await
-        .unwrap()
-        .get(0);
+        .query_value("SELECT id FROM users WHERE keycloak_sub = 'uploader'", &[])
+        .await;
     assert_eq!(ctx.object_keys().await, [format!("{user_id}/forces.csv")]);
 
     let id = file["id"].as_str().unwrap();
-    let r = call(
-        &ctx.state,
-        request(
-            Method::GET,
-            &format!("/files/{id}"),
-            Some(&token),
-            Body::Empty,
-        ),
-    )
-    .await;
+    let r = call(&ctx.state, get_request(&format!("/files/{id}"), &token)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let meta = body_json(&r);
     let download = reqwest::get(meta["download_url"].as_str().unwrap())
@@ -99,11 +78,7 @@ async fn upload_stores_object_and_row_then_serves_it() {
     assert_eq!(download.status(), 200);
     assert_eq!(download.bytes().await.unwrap().as_ref(), data.as_slice());
 
-    let r = call(
-        &ctx.state,
-        request(Method::GET, "/files", Some(&token), Body::Empty),
-    )
-    .await;
+    let r = call(&ctx.state, get_request("/files", &token)).await;
     let list = body_json(&r);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["id"], id);
@@ -203,12 +178,7 @@ async fn oversized_file_is_413_and_wrong_content_type_415() {
     problem(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = call(
         &ctx.state,
-        json_request(
-            Method::POST,
-            "/files/presign",
-            Some(&token),
-            &json!({"filename": "huge.bin", "size": 1u64 << 50}),
-        ),
+        presign_request(&token, &json!({"filename": "huge.bin", "size": 1u64 << 50})),
     )
     .await;
     problem(&r, StatusCode::PAYLOAD_TOO_LARGE);
@@ -251,11 +221,7 @@ async fn another_users_file_is_404() {
         .await;
         problem(&r, StatusCode::NOT_FOUND);
     }
-    let r = call(
-        &ctx.state,
-        request(Method::GET, "/files", Some(&mallory), Body::Empty),
-    )
-    .await;
+    let r = call(&ctx.state, get_request("/files", &mallory)).await;
     assert_eq!(body_json(&r)["items"], json!([]));
 }
 
@@ -275,38 +241,20 @@ async fn same_name_twice_is_409_and_keeps_the_first() {
     )
     .await;
     problem(&r, StatusCode::CONFLICT);
-    let object = ctx
-        .state
-        .storage
-        .client()
-        .get_object()
-        .bucket(&ctx.bucket)
-        .key(ctx.object_keys().await[0].clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        object.body.collect().await.unwrap().into_bytes().as_ref(),
-        b"first"
-    );
+    let object = ctx.object_bytes(&ctx.object_keys().await[0]).await;
+    assert_eq!(object, b"first");
 }
 
 #[tokio::test]
 async fn presigned_upload_is_recorded_after_the_object_exists() {
     let ctx = TestContext::new().await;
     let token = ctx.token_for("presigner").await;
-    let r = call(
-        &ctx.state,
-        json_request(
-            Method::POST,
-            "/files/presign",
-            Some(&token),
-            &json!({"filename": "mesh.vtk", "content_type": "application/octet-stream"}),
-        ),
+    let grant = presigned(
+        &ctx,
+        &token,
+        json!({"filename": "mesh.vtk", "content_type": "application/octet-stream"}),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
-    let grant = body_json(&r);
     let id = grant["file"]["id"].as_str().unwrap().to_string();
     assert_eq!(grant["file"]["status"], "pending");
 
@@ -318,22 +266,11 @@ async fn presigned_upload_is_recorded_after_the_object_exists() {
     )
     .await;
     problem(&r, StatusCode::CONFLICT);
-    let r = call(
-        &ctx.state,
-        request(Method::GET, "/files", Some(&token), Body::Empty),
-    )
-    .await;
+    let r = call(&ctx.state, get_request("/files", &token)).await;
     assert_eq!(body_json(&r)["items"], json!([]));
 
     let data = vec![42u8; 300_000];
-    let put = reqwest::Client::new()
-        .put(grant["upload"]["url"].as_str().unwrap())
-        .header("content-type", "application/octet-stream")
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "presigned PUT: {}", put.status());
+    put_presigned(&grant, "application/octet-stream", &data).await;
 
     let r = call(
         &ctx.state,
@@ -374,11 +311,7 @@ async fn listing_is_newest_first_and_paginated() {
         .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let r = call(
-        &ctx.state,
-        request(Method::GET, "/files?limit=2", Some(&token), Body::Empty),
-    )
-    .await;
+    let r = call(&ctx.state, get_request("/files?limit=2", &token)).await;
     let page = body_json(&r);
     let names: Vec<&str> = page["items"]
         .as_array()
@@ -388,24 +321,11 @@ async fn listing_is_newest_first_and_paginated() {
         .collect();
     assert_eq!(names, ["f4.txt", "f3.txt"]);
     assert_eq!(page["next"], "/files?limit=2&offset=2");
-    let r = call(
-        &ctx.state,
-        request(
-            Method::GET,
-            "/files?limit=2&offset=4",
-            Some(&token),
-            Body::Empty,
-        ),
-    )
-    .await;
+    let r = call(&ctx.state, get_request("/files?limit=2&offset=4", &token)).await;
     let last = body_json(&r);
     assert_eq!(last["items"].as_array().unwrap().len(), 1);
     assert_eq!(last["next"], Value::Null);
-    let r = call(
-        &ctx.state,
-        request(Method::GET, "/files?limit=0", Some(&token), Body::Empty),
-    )
-    .await;
+    let r = call(&ctx.state, get_request("/files?limit=0", &token)).await;
     assert_eq!(problem(&r, StatusCode::BAD_REQUEST)["field"], "limit");
 }
 
@@ -425,11 +345,7 @@ async fn database_down_is_503_and_leaves_no_object() {
         "no internal address leaks: {body}"
     );
     assert!(r.headers().contains_key(header::RETRY_AFTER));
-    let r = call(
-        &state,
-        request(Method::GET, "/files", Some(&token), Body::Empty),
-    )
-    .await;
+    let r = call(&state, get_request("/files", &token)).await;
     problem(&r, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(written(&ctx).await, (0, 0, 0));
 }
@@ -465,11 +381,7 @@ async fn unknown_routes_and_methods_are_refused() {
     )
     .await;
     problem(&r, StatusCode::METHOD_NOT_ALLOWED);
-    let r = call(
-        &ctx.state,
-        request(Method::GET, "/files/a/b/c", Some(&token), Body::Empty),
-    )
-    .await;
+    let r = call(&ctx.state, get_request("/files/a/b/c", &token)).await;
     problem(&r, StatusCode::NOT_FOUND);
 }
 
@@ -488,11 +400,7 @@ async fn upload_with(ctx: &TestContext, token: &str, params: &str, data: &[u8]) 
 }
 
 async fn listed_names(ctx: &TestContext, token: &str) -> Vec<String> {
-    let r = call(
-        &ctx.state,
-        request(Method::GET, "/files", Some(token), Body::Empty),
-    )
-    .await;
+    let r = call(&ctx.state, get_request("/files", token)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let mut names: Vec<String> = body_json(&r)["items"]
         .as_array()
@@ -545,8 +453,7 @@ async fn nfc_and_nfd_spellings_are_one_name() {
         multipart_request("/files", Some(&token), nfd, "text/csv", b"first"),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
-    assert_eq!(body_json(&r)["filename"], nfc);
+    assert_eq!(assert_created(&r)["filename"], nfc);
     for name in [nfc, nfd] {
         let r = call(
             &ctx.state,
@@ -568,27 +475,9 @@ async fn presign_normalises_the_name_before_reserving_it() {
     let token = ctx.token_for("presign-accents").await;
     let nfd = "re\u{301}sume\u{301}.csv";
     let nfc = "r\u{e9}sum\u{e9}.csv";
-    let r = call(
-        &ctx.state,
-        json_request(
-            Method::POST,
-            "/files/presign",
-            Some(&token),
-            &json!({"filename": nfd}),
-        ),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
-    let grant = body_json(&r);
+    let grant = presigned(&ctx, &token, json!({"filename": nfd})).await;
     assert_eq!(grant["file"]["filename"], nfc);
-    let put = reqwest::Client::new()
-        .put(grant["upload"]["url"].as_str().unwrap())
-        .header("content-type", "application/octet-stream")
-        .body(b"1,2\n".to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "presigned PUT: {}", put.status());
+    put_presigned(&grant, "application/octet-stream", b"1,2\n").await;
     let complete = format!("/files/{}/complete", grant["file"]["id"].as_str().unwrap());
     let r = call(
         &ctx.state,
@@ -646,18 +535,8 @@ async fn extended_filename_round_trips_through_get_and_download() {
         b"t,f\n0,1\n",
     )
     .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
-    let id = body_json(&r)["id"].as_str().unwrap().to_string();
-    let r = call(
-        &ctx.state,
-        request(
-            Method::GET,
-            &format!("/files/{id}"),
-            Some(&token),
-            Body::Empty,
-        ),
-    )
-    .await;
+    let id = assert_created(&r)["id"].as_str().unwrap().to_string();
+    let r = call(&ctx.state, get_request(&format!("/files/{id}"), &token)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let meta = body_json(&r);
     assert_eq!(meta["filename"], name);

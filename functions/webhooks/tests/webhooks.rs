@@ -15,7 +15,7 @@ use mecapy_shared::webhooks::{secret_from, verify, TargetPolicy};
 use mecapy_shared::AppState;
 use mecapy_testkit::receiver::{Received, WebhookReceiver};
 use mecapy_testkit::{
-    assert_problem, body_json, json_request, receive, request, sdk_config_at, TestContext,
+    assert_problem, body_json, json_request, receive, request, send_message, TestContext,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -31,11 +31,8 @@ struct Setup {
 
 async fn setup(user: &str) -> Setup {
     let ctx = TestContext::new().await;
-    let sqs =
-        aws_sdk_sqs::Client::new(&sdk_config_at(&ctx.env["AWS_ENDPOINT_URL"], &ctx.env).await);
-    let queue = ctx
-        .webhooks_queue(&sqs, &format!("{}-webhooks", ctx.bucket))
-        .await;
+    let sqs = ctx.sqs_client().await;
+    let queue = ctx.webhooks_queue(&sqs, &ctx.queue_name("webhooks")).await;
     let webhooks = Webhooks {
         state: ctx.state.clone(),
         retries: Some(RetryQueue::new(sqs.clone(), &queue)),
@@ -103,7 +100,7 @@ impl Setup {
                 exit_code: Some(0),
                 duration_ms: 1234,
                 image_digest: None,
-                limits: &mecapy_shared::sandbox::Limits::default(),
+                limits: &mecapy_sandbox::Limits::default(),
                 stdout_truncated: false,
                 stderr_truncated: false,
                 outputs: &[],
@@ -167,28 +164,12 @@ fn check_signed(got: &Received, secret: &[u8], job: Uuid) -> Value {
     assert_eq!(got.method, "POST");
     assert_eq!(got.header("content-type"), "application/json");
     let id = got.header("webhook-id");
-    let timestamp: i64 = got
-        .header("webhook-timestamp")
-        .parse()
-        .expect("a unix timestamp");
+    let timestamp = got.timestamp();
     assert!(
         (chrono::Utc::now().timestamp() - timestamp).abs() < 300,
         "timestamp {timestamp} is far from now"
     );
-    assert!(
-        verify(
-            secret,
-            id,
-            timestamp,
-            &got.body,
-            got.header("webhook-signature")
-        ),
-        "the signature does not verify: {:?}",
-        got.headers
-    );
-    let body: Value = serde_json::from_slice(&got.body).unwrap();
-    mecapy_shared::events::Event::parse("CalculationFinished", body.clone())
-        .unwrap_or_else(|e| panic!("the body is not a CalculationFinished: {e}"));
+    let body = got.signed_calculation_finished(secret);
     assert_eq!(body["job_id"], job.to_string());
     assert_eq!(body["event_id"], id, "webhook-id is the event's id");
     body
@@ -279,13 +260,7 @@ async fn a_finished_job_is_posted_signed_and_retried_after_a_500() {
         json!({"source": "mecapy", "detail-type": "CalculationFinished", "detail": again})
             .to_string(),
     ] {
-        s.sqs
-            .send_message()
-            .queue_url(&s.queue)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        send_message(&s.sqs, &s.queue, body).await;
     }
     while s.deliver_next(1).await > 0 {}
     assert!(
@@ -330,27 +305,16 @@ async fn private_and_malformed_callback_urls_are_refused_with_400() {
         "http:///hook",
     ] {
         let r = s
-            .api(
-                Method::POST,
-                "/compute",
-                Some(json!({"tool": "python", "code": "print(1)", "callback_url": url})),
-            )
+            .api(Method::POST, "/compute", Some(job_calling_back(url)))
             .await;
         let problem = assert_problem(&r, StatusCode::BAD_REQUEST);
         assert_eq!(problem["field"], "callback_url", "{url}: {problem}");
     }
     let too_long = format!("http://172.17.0.1/{}", "a".repeat(2100));
     let r = s
-        .api(
-            Method::POST,
-            "/compute",
-            Some(json!({"tool": "python", "code": "print(1)", "callback_url": too_long})),
-        )
+        .api(Method::POST, "/compute", Some(job_calling_back(&too_long)))
         .await;
-    assert_eq!(
-        assert_problem(&r, StatusCode::BAD_REQUEST)["field"],
-        "callback_url"
-    );
+    assert_callback_refused(&r);
 
     // Rules check their callback_url the same way.
     let req = json_request(
@@ -361,10 +325,7 @@ async fn private_and_malformed_callback_urls_are_refused_with_400() {
                 "callback_url": "http://169.254.169.254/"}),
     );
     let r = rules::handle(s.ctx.state.clone(), req).await.unwrap();
-    assert_eq!(
-        assert_problem(&r, StatusCode::BAD_REQUEST)["field"],
-        "callback_url"
-    );
+    assert_callback_refused(&r);
 
     // Nothing was accepted.
     let r = s.api(Method::GET, "/compute", None).await;
@@ -376,13 +337,7 @@ async fn private_and_malformed_callback_urls_are_refused_with_400() {
         ("http://172.17.0.1/hook", "https"),
         ("https://172.17.0.1/hook", "private"),
     ] {
-        let req = json_request(
-            Method::POST,
-            "/compute",
-            Some(&s.token),
-            &json!({"tool": "python", "code": "print(1)", "callback_url": url}),
-        );
-        let r = compute_submit::handle(strict.clone(), req).await.unwrap();
+        let r = submit_api(&strict, compute_calling_back(&s.token, url)).await;
         let problem = assert_problem(&r, StatusCode::BAD_REQUEST);
         assert!(
             problem["detail"].as_str().unwrap().contains(says),
@@ -393,64 +348,71 @@ async fn private_and_malformed_callback_urls_are_refused_with_400() {
     // Without a webhook secret the platform has no webhooks.
     let mut config = (*s.ctx.state.config).clone();
     config.webhook_secret = None;
-    let off = AppState {
-        config: Arc::new(config),
-        ..s.ctx.state.clone()
+    let mut off = s.ctx.state.clone();
+    off.config = Arc::new(config);
+    let r = submit_api(&off, compute_calling_back(&s.token, "http://172.17.0.1/x")).await;
+    assert_callback_refused(&r);
+    let secret = |method: Method, token: Option<&str>| {
+        request(method, "/webhooks/secret", token, lambda_http::Body::Empty)
     };
-    let req = json_request(
+    for (state, req, status) in [
+        (
+            &off,
+            secret(Method::GET, Some(&s.token)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &s.ctx.state,
+            secret(Method::POST, Some(&s.token)),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            &s.ctx.state,
+            secret(Method::GET, None),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        assert_problem(&submit_api(state, req).await, status);
+    }
+}
+
+/// A trivial python job that reports its end to `url`.
+fn job_calling_back(url: &str) -> Value {
+    json!({"tool": "python", "code": "print(1)", "callback_url": url})
+}
+
+/// `POST /compute` of `job_calling_back(url)` by the bearer of `token`.
+fn compute_calling_back(token: &str, url: &str) -> lambda_http::Request {
+    json_request(
         Method::POST,
         "/compute",
-        Some(&s.token),
-        &json!({"tool": "python", "code": "print(1)", "callback_url": "http://172.17.0.1/x"}),
-    );
-    let r = compute_submit::handle(off.clone(), req).await.unwrap();
+        Some(token),
+        &job_calling_back(url),
+    )
+}
+
+/// compute-submit's answer to `req` with `state`.
+async fn submit_api(
+    state: &AppState,
+    req: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
+    compute_submit::handle(state.clone(), req).await.unwrap()
+}
+
+/// Asserts `r` refuses the request for its `callback_url`.
+fn assert_callback_refused(r: &lambda_http::Response<lambda_http::Body>) {
     assert_eq!(
-        assert_problem(&r, StatusCode::BAD_REQUEST)["field"],
+        assert_problem(r, StatusCode::BAD_REQUEST)["field"],
         "callback_url"
-    );
-    let req = request(
-        Method::GET,
-        "/webhooks/secret",
-        Some(&s.token),
-        lambda_http::Body::Empty,
-    );
-    assert_problem(
-        &compute_submit::handle(off, req).await.unwrap(),
-        StatusCode::BAD_REQUEST,
-    );
-    let req = request(
-        Method::POST,
-        "/webhooks/secret",
-        Some(&s.token),
-        lambda_http::Body::Empty,
-    );
-    assert_problem(
-        &compute_submit::handle(s.ctx.state.clone(), req)
-            .await
-            .unwrap(),
-        StatusCode::METHOD_NOT_ALLOWED,
-    );
-    let req = request(
-        Method::GET,
-        "/webhooks/secret",
-        None,
-        lambda_http::Body::Empty,
-    );
-    assert_problem(
-        &compute_submit::handle(s.ctx.state.clone(), req)
-            .await
-            .unwrap(),
-        StatusCode::UNAUTHORIZED,
     );
 }
 
 fn with_policy(state: &AppState, policy: TargetPolicy) -> AppState {
     let mut config = (*state.config).clone();
     config.webhook_policy = policy;
-    AppState {
-        config: Arc::new(config),
-        ..state.clone()
-    }
+    let mut state = state.clone();
+    state.config = Arc::new(config);
+    state
 }
 
 /// Makes a pending delivery due now (instead of waiting out its backoff).

@@ -3,16 +3,16 @@
 //! line), one at a time, interleaved (archive, chain, archive, chain, ...) so that both see the
 //! same noise on this shared machine. The archive path is `DockerRuntime::run` (files in and
 //! outputs back by tar archive through the engine API); the chain is the job's ECS task run by
-//! `mecapy_testkit::LocalAgent` through `mecapy_testkit::ecs_task::LocalEcs`, as `shared/tests/ecs_chain.rs` runs
+//! `mecapy_testkit::LocalAgent` through `mecapy_testkit::ecs_task::LocalEcs`, as `shared/sandbox/tests/ecs_chain.rs` runs
 //! it: stage document with presigned URLs of LocalStack S3, then hold, stage-in, job, stage-out.
 //! Needs only Docker and LocalStack.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mecapy_sandbox::ecs::TaskEnd;
+use mecapy_sandbox::{ContainerRuntime, DockerRuntime, Limits, Outcome, RunResult};
 use mecapy_shared::jobs::{keys, Manifest};
-use mecapy_shared::sandbox::ecs::TaskEnd;
-use mecapy_shared::sandbox::{ContainerRuntime, DockerRuntime, Limits, Outcome, RunResult};
 use mecapy_testkit::ecs_task::LocalEcs;
 use uuid::Uuid;
 
@@ -168,11 +168,7 @@ impl Bench {
 /// Rows: the chain against the archive path, per job, p50 and mean; `BENCH_CHAIN_JOBS` runs
 /// of each (8 by default), after one unmeasured run of each.
 pub async fn measure() {
-    let jobs: usize = std::env::var("BENCH_CHAIN_JOBS")
-        .ok()
-        .map(|n| n.parse().expect("BENCH_CHAIN_JOBS: a number of jobs"))
-        .unwrap_or(8)
-        .max(1);
+    let jobs = crate::count_from_env("BENCH_CHAIN_JOBS", 8);
     let bench = setup().await;
     bench.archive().await;
     bench.chain().await;

@@ -30,15 +30,12 @@ use aws_smithy_runtime_api::client::runtime_components::{
 };
 use aws_smithy_types::config_bag::ConfigBag;
 use compute_dispatch::{Compute, ComputeQueue, Dispatcher, EcsCompute};
-use lambda_http::http::{Method, StatusCode};
-use lambda_http::Body;
-use mecapy_shared::sandbox::ecs::{self, EcsLauncher};
-use mecapy_shared::sandbox::{Limits, Restrictions};
+use lambda_http::http::StatusCode;
+use mecapy_sandbox::ecs::{self, EcsLauncher};
+use mecapy_sandbox::{Limits, Restrictions};
 use mecapy_shared::storage::Storage;
 use mecapy_testkit::moto::{cluster_with_instance, ecs_call, moto_url, register};
-use mecapy_testkit::{
-    create_queue, json_request, multipart_request, request, sdk_config_at, TestContext,
-};
+use mecapy_testkit::{create_queue, multipart_request, sdk_config_at, TestContext};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -138,39 +135,15 @@ async fn counted(
 /// Submits a python job reading the uploaded `file` through compute-submit: its id.
 async fn submit(ctx: &TestContext, token: &str, file: &str, name: &str) -> Uuid {
     let code = format!("print(open('inputs/{name}').read())");
-    let r = compute_submit::handle(
-        ctx.state.clone(),
-        json_request(
-            Method::POST,
-            "/compute",
-            Some(token),
-            &json!({"tool": "python", "code": code, "input_file_ids": [file]}),
-        ),
-    )
-    .await
-    .expect("infallible");
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.body());
-    let body: Value = serde_json::from_slice(r.body().as_ref()).expect("json");
-    body["job_id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
+    let body = json!({"tool": "python", "code": code, "input_file_ids": [file]});
+    crate::submit_job(ctx, token, body)
+        .await
+        .parse()
         .expect("job id")
 }
 
 async fn status(ctx: &TestContext, token: &str, job: Uuid) -> Value {
-    let r = compute_submit::handle(
-        ctx.state.clone(),
-        request(
-            Method::GET,
-            &format!("/compute/{job}"),
-            Some(token),
-            Body::Empty,
-        ),
-    )
-    .await
-    .expect("infallible");
-    let body: Value = serde_json::from_slice(r.body().as_ref()).expect("json");
-    body["status"].clone()
+    crate::status(ctx, token, job).await["status"].clone()
 }
 
 /// Calls per service and operation, e.g. `ECS ListTasks` → 2.
@@ -214,11 +187,7 @@ fn time_in(calls: &[(String, Duration)], service: &str) -> Duration {
 /// first job (the dispatcher's connections opened): `run_job` p50 / p95 / mean, the calls per
 /// job and the time spent in them.
 pub async fn measure() {
-    let jobs: usize = std::env::var("BENCH_ECS_JOBS")
-        .ok()
-        .map(|n| n.parse().expect("BENCH_ECS_JOBS: a number of jobs"))
-        .unwrap_or(20)
-        .max(1);
+    let jobs = crate::count_from_env("BENCH_ECS_JOBS", 20);
     let ctx = TestContext::new().await;
     let token = ctx.token_for("bench-ecs").await;
     let name = format!("data-{}.csv", Uuid::new_v4().simple());

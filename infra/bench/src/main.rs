@@ -4,9 +4,13 @@
 //! `mecapy-bench throughput` measures the burst through the deployed stack alone;
 //! `mecapy-bench chain` the ECS stage-in/stage-out chain against the archive path alone (Docker
 //! and LocalStack only, no stack); `mecapy-bench ecs-dispatch` the ECS dispatch cost per job
-//! alone (moto, LocalStack, PostgreSQL and the OIDC provider, no stack).
+//! alone (moto, LocalStack, PostgreSQL and the OIDC provider, no stack);
+//! `mecapy-bench cold-init [DIR [BEFORE_DIR]]` each function's zip and cold init (exec to its
+//! first `/next`), for the release binaries in DIR (default `target/<host triple>/release`) and
+//! an older build's, in the same run (no stack).
 
 mod chain;
+mod cold_init;
 mod ecs_dispatch;
 mod stack;
 
@@ -15,12 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compute_dispatch::Dispatcher;
-use lambda_http::Body;
-use mecapy_shared::sandbox::{ContainerRuntime, DockerRuntime, JobSpec, Limits};
-use mecapy_testkit::request;
+use mecapy_sandbox::{ContainerRuntime, DockerRuntime, JobSpec, Limits};
 
 use lambda_http::http::{Method, StatusCode};
-use mecapy_testkit::{json_request, multipart_request, TestContext};
+use mecapy_testkit::{get_request, json_request, multipart_request, TestContext};
 
 fn header() {
     println!("| measure | value | target |");
@@ -37,6 +39,28 @@ fn summary(mut samples: Vec<Duration>) -> (Duration, Duration) {
     (percentile(&samples, 0.50), percentile(&samples, 0.99))
 }
 
+/// The count `var` names in the environment (at least 1), `default` when unset.
+fn count_from_env(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .map(|n| {
+            n.parse()
+                .unwrap_or_else(|e| panic!("{var}: a number of jobs: {e:?}"))
+        })
+        .unwrap_or(default)
+        .max(1)
+}
+
+/// Prints the row `| {measure}, p50 / p99 | {p50} / {p99} | {target} |` of `samples`.
+fn print_p50_p99(measure: &str, samples: Vec<Duration>, target: &str) {
+    let (p50, p99) = summary(samples);
+    println!(
+        "| {measure}, p50 / p99 | {} / {} | {target} |",
+        fmt(p50),
+        fmt(p99)
+    );
+}
+
 fn fmt(d: Duration) -> String {
     if d < Duration::from_millis(1) {
         format!("{:.1} µs", d.as_secs_f64() * 1e6)
@@ -51,6 +75,16 @@ async fn main() {
     if std::env::args().nth(1).as_deref() == Some("chain") {
         header();
         chain::measure().await;
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("cold-init") {
+        let mut dirs: Vec<std::path::PathBuf> = std::env::args().skip(2).map(Into::into).collect();
+        if dirs.is_empty() {
+            let triple = std::env::var("CARGO_BUILD_TARGET")
+                .unwrap_or_else(|_| "x86_64-unknown-linux-gnu".into());
+            dirs.push(root.join("target").join(triple).join("release"));
+        }
+        cold_init::measure(&dirs);
         return;
     }
     if std::env::args().nth(1).as_deref() == Some("ecs-dispatch") {
@@ -97,18 +131,18 @@ async fn main() {
             .expect("valid token");
         samples.push(t.elapsed());
     }
-    let (p50, p99) = summary(samples);
-    println!(
-        "| JWT validation, warm JWKS cache, p50 / p99 | {} / {} | p50 ≤ 50 µs |",
-        fmt(p50),
-        fmt(p99)
-    );
+    print_p50_p99("JWT validation, warm JWKS cache", samples, "p50 ≤ 50 µs");
 
+    let login_state = login::LoginState::new(
+        ctx.config.edge.clone(),
+        ctx.login.clone(),
+        ctx.state.oidc.clone(),
+    );
     let mut samples = Vec::with_capacity(300);
     for i in 0..301 {
         let req = json_request(Method::POST, "/auth/login", None, &serde_json::json!({}));
         let t = Instant::now();
-        let r = login::handle(ctx.state.clone(), req)
+        let r = login::handle(login_state.clone(), req)
             .await
             .expect("infallible");
         let elapsed = t.elapsed();
@@ -117,12 +151,7 @@ async fn main() {
             samples.push(elapsed);
         }
     }
-    let (p50, p99) = summary(samples);
-    println!(
-        "| login in-process, p50 / p99 | {} / {} | |",
-        fmt(p50),
-        fmt(p99)
-    );
+    print_p50_p99("login in-process", samples, "");
 
     let data = vec![0x5au8; 1024 * 1024];
     let mut samples = Vec::with_capacity(50);
@@ -144,11 +173,10 @@ async fn main() {
             samples.push(elapsed);
         }
     }
-    let (p50, p99) = summary(samples);
-    println!(
-        "| 1 MB upload in-process to LocalStack S3 + PostgreSQL, p50 / p99 | {} / {} | |",
-        fmt(p50),
-        fmt(p99)
+    print_p50_p99(
+        "1 MB upload in-process to LocalStack S3 + PostgreSQL",
+        samples,
+        "",
     );
 
     compute(&ctx, &token).await;
@@ -158,32 +186,33 @@ async fn main() {
     stack::measure(&stack_env).await;
 }
 
-async fn submit(ctx: &TestContext, token: &str, code: &str) -> String {
+/// `POST /compute` of `body` through compute-submit, accepted: the job's id.
+async fn submit_job(ctx: &TestContext, token: &str, body: serde_json::Value) -> String {
     let r = compute_submit::handle(
         ctx.state.clone(),
-        json_request(
-            Method::POST,
-            "/compute",
-            Some(token),
-            &serde_json::json!({"tool": "python", "code": code}),
-        ),
+        json_request(Method::POST, "/compute", Some(token), &body),
     )
     .await
     .expect("infallible");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.body());
     let body: serde_json::Value = serde_json::from_slice(r.body().as_ref()).expect("json");
     body["job_id"].as_str().expect("job id").to_string()
 }
 
-async fn status(ctx: &TestContext, token: &str, id: &str) -> serde_json::Value {
+async fn submit(ctx: &TestContext, token: &str, code: &str) -> String {
+    submit_job(
+        ctx,
+        token,
+        serde_json::json!({"tool": "python", "code": code}),
+    )
+    .await
+}
+
+/// `GET /compute/{id}` through compute-submit: the job.
+async fn status(ctx: &TestContext, token: &str, id: impl std::fmt::Display) -> serde_json::Value {
     let r = compute_submit::handle(
         ctx.state.clone(),
-        request(
-            Method::GET,
-            &format!("/compute/{id}"),
-            Some(token),
-            Body::Empty,
-        ),
+        get_request(&format!("/compute/{id}"), token),
     )
     .await
     .expect("infallible");
@@ -258,11 +287,10 @@ async fn compute(ctx: &TestContext, token: &str) {
         }
         latencies.push(t.elapsed());
     }
-    let (p50, p99) = summary(latencies);
-    println!(
-        "| submit (manifest put) → job succeeded, trivial job, p50 / p99 | {} / {} | p50 ≤ 1.5 s |",
-        fmt(p50),
-        fmt(p99)
+    print_p50_p99(
+        "submit (manifest put) → job succeeded, trivial job",
+        latencies,
+        "p50 ≤ 1.5 s",
     );
 
     // 100 jobs queued at once, drained by 2 concurrent dispatchers (2 cores).

@@ -22,7 +22,7 @@ const DEMO_RUNS: usize = 5;
 
 /// Zips `binary` as SAM packages a function (a deflated zip holding `bootstrap`, mode 0755),
 /// with Python's zipfile as SAM does; the zip's size.
-fn zip_size(binary: &Path, zip: &Path) -> Result<u64, String> {
+pub(crate) fn zip_size(binary: &Path, zip: &Path) -> Result<u64, String> {
     const SCRIPT: &str = r#"
 import sys, zipfile
 src, dst = sys.argv[1], sys.argv[2]
@@ -228,6 +228,13 @@ fn timestamp(job: &Value, field: &str) -> Option<chrono::DateTime<chrono::Utc>> 
     job[field].as_str()?.parse().ok()
 }
 
+/// For each job with both timestamps (`to` not before `from`), the time from `from` to `to`.
+fn between(jobs: &[Value], from: &str, to: &str) -> Vec<Duration> {
+    jobs.iter()
+        .filter_map(|j| (timestamp(j, to)? - timestamp(j, from)?).to_std().ok())
+        .collect()
+}
+
 /// `runs` bare sequential `docker run`s of the compute image with the job's command: how long
 /// they took.
 fn bare_runs(runs: usize) -> Result<Duration, String> {
@@ -338,23 +345,9 @@ async fn throughput(api: &Api, token: &str) -> Result<(), String> {
     let stack_rate = BURST as f64 / drained.as_secs_f64();
     let bare_after = bare_runs(BURST)?;
     let bare_rate = (2 * BURST) as f64 / (bare_before + bare_after).as_secs_f64();
-    let waits: Vec<Duration> = jobs
-        .iter()
-        .filter_map(|j| {
-            (timestamp(j, "started_at")? - timestamp(j, "created_at")?)
-                .to_std()
-                .ok()
-        })
-        .collect();
+    let waits = between(&jobs, "created_at", "started_at");
     let (wait_p50, wait_p99) = summary(waits);
-    let runs: Vec<Duration> = jobs
-        .iter()
-        .filter_map(|j| {
-            (timestamp(j, "finished_at")? - timestamp(j, "started_at")?)
-                .to_std()
-                .ok()
-        })
-        .collect();
+    let runs = between(&jobs, "started_at", "finished_at");
     let in_flight = runs.iter().sum::<Duration>().as_secs_f64() / drained.as_secs_f64();
     let (run_p50, run_p99) = summary(runs);
     println!(

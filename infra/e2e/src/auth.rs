@@ -99,17 +99,13 @@ impl Provider {
 
     /// Claims the provider itself puts in an access token for `sub`, valid for 5 minutes.
     pub fn claims_for(&self, sub: &str) -> Value {
-        let now = chrono::Utc::now().timestamp();
-        json!({
-            "iss": self.issuer,
-            "aud": self.audience,
-            "sub": sub,
-            "iat": now,
-            "exp": now + 300,
-            "email": format!("{sub}@e2e.mecapy.test"),
-            "name": format!("E2E {sub}"),
-            "scope": "openid profile email",
-        })
+        mecapy_testkit::access_token_claims(
+            &self.issuer,
+            &self.audience,
+            sub,
+            "e2e.mecapy.test",
+            "E2E",
+        )
     }
 
     /// A JWT signed RS256 by the provider's current key, with exactly these claims.
@@ -278,7 +274,7 @@ pub async fn forged_tokens(provider: &Provider, sub: &str) -> Result<Vec<Forged>
     let mut wrong_iss = claims.clone();
     wrong_iss["iss"] = json!(format!("{}-other", provider.issuer));
 
-    Ok(vec![
+    let mut forged = vec![
         Forged {
             name: "no Authorization header",
             authorization: None,
@@ -313,23 +309,20 @@ pub async fn forged_tokens(provider: &Provider, sub: &str) -> Result<Vec<Forged>
             name: "tampered payload",
             authorization: bearer(tampered),
         },
-        Forged {
-            name: "expired",
-            authorization: bearer(provider.sign(expired, json!({})).await?),
-        },
-        Forged {
-            name: "not valid yet",
-            authorization: bearer(provider.sign(not_yet, json!({})).await?),
-        },
-        Forged {
-            name: "wrong audience",
-            authorization: bearer(provider.sign(wrong_aud, json!({})).await?),
-        },
-        Forged {
-            name: "wrong issuer",
-            authorization: bearer(provider.sign(wrong_iss, json!({})).await?),
-        },
-    ])
+    ];
+    // Signed by the provider itself, with one claim off.
+    for (name, claims) in [
+        ("expired", expired),
+        ("not valid yet", not_yet),
+        ("wrong audience", wrong_aud),
+        ("wrong issuer", wrong_iss),
+    ] {
+        forged.push(Forged {
+            name,
+            authorization: bearer(provider.sign(claims, json!({})).await?),
+        });
+    }
+    Ok(forged)
 }
 
 #[cfg(test)]

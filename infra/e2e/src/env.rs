@@ -183,44 +183,26 @@ impl StackEnv {
             .build()
             .expect("http client");
         let health = format!("{}/_localstack/health", self.endpoint());
-        match http.get(&health).send().await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
-                return Err(SetupError::new(
-                    "LocalStack",
-                    format!("{health} answered {}", r.status()),
-                    format!("`{UP}` (log: .run/logs/localstack.log)"),
-                ))
-            }
-            Err(e) => {
-                return Err(SetupError::new(
-                    "LocalStack",
-                    format!("not reachable at {health} ({e})"),
-                    format!("`{UP}`, then `{DEPLOY}`"),
-                ))
-            }
-        }
+        answers(
+            &http,
+            &health,
+            "LocalStack",
+            format!("`{UP}` (log: .run/logs/localstack.log)"),
+            format!("`{UP}`, then `{DEPLOY}`"),
+        )
+        .await?;
         let discovery = format!(
             "{}/.well-known/openid-configuration",
             self.var("OIDC_ISSUER")
         );
-        match http.get(&discovery).send().await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
-                return Err(SetupError::new(
-                    "the OIDC provider",
-                    format!("{discovery} answered {}", r.status()),
-                    format!("`{UP}` (log: .run/logs/oidc.log)"),
-                ))
-            }
-            Err(e) => {
-                return Err(SetupError::new(
-                    "the OIDC provider",
-                    format!("not reachable at {discovery} ({e})"),
-                    format!("`{UP}`"),
-                ))
-            }
-        }
+        answers(
+            &http,
+            &discovery,
+            "the OIDC provider",
+            format!("`{UP}` (log: .run/logs/oidc.log)"),
+            format!("`{UP}`"),
+        )
+        .await?;
         // The cheapest real request: login answers without a token or the database.
         let login = self.url("/auth/login");
         let answer = http
@@ -258,6 +240,30 @@ impl StackEnv {
                 format!("`{UP}` then `{DEPLOY}`"),
             )),
         }
+    }
+}
+
+/// GET `url` answers a success; else the setup error of `service`, with the fix for an error
+/// status (`fix_status`) or for no answer at all (`fix_unreachable`).
+async fn answers(
+    http: &reqwest::Client,
+    url: &str,
+    service: &str,
+    fix_status: String,
+    fix_unreachable: String,
+) -> Result<(), SetupError> {
+    match http.get(url).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(SetupError::new(
+            service,
+            format!("{url} answered {}", r.status()),
+            fix_status,
+        )),
+        Err(e) => Err(SetupError::new(
+            service,
+            format!("not reachable at {url} ({e})"),
+            fix_unreachable,
+        )),
     }
 }
 

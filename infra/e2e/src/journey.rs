@@ -74,6 +74,18 @@ pub struct DemoOptions {
     pub poll_interval: Duration,
 }
 
+impl DemoOptions {
+    /// `wait_final` with these options' deadline and poll interval.
+    async fn wait_final(
+        &self,
+        api: &Api,
+        token: &str,
+        id: &str,
+    ) -> Result<(Value, Vec<String>), Failure> {
+        wait_final(api, token, id, self.job_deadline, self.poll_interval).await
+    }
+}
+
 impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
@@ -305,14 +317,7 @@ async fn run(api: &Api, options: &DemoOptions, steps: &mut Vec<Step>) -> Option<
     .await?;
 
     let (job, statuses) = step(steps, STEPS[3], async {
-        let (job, seen) = wait_final(
-            api,
-            &token,
-            &job_id,
-            options.job_deadline,
-            options.poll_interval,
-        )
-        .await?;
+        let (job, seen) = options.wait_final(api, &token, &job_id).await?;
         if job["status"] != "succeeded" {
             let mut detail = format!(
                 "job {job_id} ended {} (exit code {}, error: {})",
@@ -405,14 +410,7 @@ async fn run(api: &Api, options: &DemoOptions, steps: &mut Vec<Step>) -> Option<
             tokio::time::sleep(options.poll_interval).await;
         };
         let accepted = uploaded_at.elapsed();
-        let (job, _) = wait_final(
-            api,
-            &token,
-            &job_id,
-            options.job_deadline,
-            options.poll_interval,
-        )
-        .await?;
+        let (job, _) = options.wait_final(api, &token, &job_id).await?;
         if job["status"] != "succeeded" || job["rule_id"] != rule.as_str() {
             return Err(Failure {
                 message: format!("the rule's job {job_id} ended {}", job["status"]),

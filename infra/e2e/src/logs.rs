@@ -30,28 +30,43 @@ impl Logs {
             .await
     }
 
-    /// The names of the log groups starting with `prefix`.
-    pub async fn groups(&self, prefix: &str) -> Result<Vec<String>, Failure> {
-        let mut names = Vec::new();
+    /// Every item of the array `field` in the pages `action` answers to `body`, following
+    /// `nextToken` to the last page (or until a token repeats).
+    async fn all_pages(
+        &self,
+        action: &str,
+        body: Value,
+        field: &str,
+    ) -> Result<Vec<Value>, Failure> {
+        let mut items = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut body = json!({"logGroupNamePrefix": prefix});
+            let mut body = body.clone();
             if let Some(t) = &token {
                 body["nextToken"] = json!(t);
             }
-            let page = self.call("DescribeLogGroups", body).await?;
-            names.extend(
-                page["logGroups"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|g| g["logGroupName"].as_str().map(str::to_string)),
-            );
+            let page = self.call(action, body).await?;
+            items.extend(page[field].as_array().into_iter().flatten().cloned());
             match page["nextToken"].as_str() {
                 Some(t) if !t.is_empty() && token.as_deref() != Some(t) => token = Some(t.into()),
-                _ => return Ok(names),
+                _ => return Ok(items),
             }
         }
+    }
+
+    /// The names of the log groups starting with `prefix`.
+    pub async fn groups(&self, prefix: &str) -> Result<Vec<String>, Failure> {
+        let groups = self
+            .all_pages(
+                "DescribeLogGroups",
+                json!({"logGroupNamePrefix": prefix}),
+                "logGroups",
+            )
+            .await?;
+        Ok(groups
+            .iter()
+            .filter_map(|g| g["logGroupName"].as_str().map(str::to_string))
+            .collect())
     }
 
     /// Every message of the group logged since `since_ms` (milliseconds since the epoch) whose
@@ -62,27 +77,13 @@ impl Logs {
         needle: &str,
         since_ms: i64,
     ) -> Result<Vec<String>, Failure> {
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut body = json!({"logGroupName": group, "startTime": since_ms, "limit": 10000});
-            if let Some(t) = &token {
-                body["nextToken"] = json!(t);
-            }
-            let page = self.call("FilterLogEvents", body).await?;
-            found.extend(
-                page["events"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e["message"].as_str())
-                    .filter(|m| m.contains(needle))
-                    .map(str::to_string),
-            );
-            match page["nextToken"].as_str() {
-                Some(t) if !t.is_empty() && token.as_deref() != Some(t) => token = Some(t.into()),
-                _ => return Ok(found),
-            }
-        }
+        let body = json!({"logGroupName": group, "startTime": since_ms, "limit": 10000});
+        let events = self.all_pages("FilterLogEvents", body, "events").await?;
+        Ok(events
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .filter(|m| m.contains(needle))
+            .map(str::to_string)
+            .collect())
     }
 }

@@ -16,6 +16,7 @@ use mecapy_e2e::journey::{
 use mecapy_e2e::lambda::Lambda;
 use mecapy_e2e::queues::Queues;
 use mecapy_e2e::{demo_journey, DemoOptions, StackEnv};
+use mecapy_testkit::put_presigned;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::RwLock;
@@ -27,8 +28,45 @@ async fn ready() -> StackEnv {
     StackEnv::ready().await.unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The deployed stack, ready, and a client of its API.
+async fn ready_api() -> (StackEnv, Api) {
+    let env = ready().await;
+    let api = Api::new(&env.api_url);
+    (env, api)
+}
+
 fn ok<T>(result: Result<T, mecapy_e2e::Failure>, env: &StackEnv) -> T {
     result.unwrap_or_else(|f| panic!("{f}\nwhere to look: {}", env.where_to_look()))
+}
+
+/// An access token of the provider's for `sub`.
+async fn token_for(env: &StackEnv, sub: &str) -> String {
+    ok(Provider::new(env).token_for(sub).await, env)
+}
+
+/// A python job running `code`.
+fn python_job(code: &str) -> Value {
+    json!({"tool": "python", "code": code})
+}
+
+/// `submit`, which must succeed: the job's id.
+async fn submitted(api: &Api, token: &str, body: &Value, env: &StackEnv) -> String {
+    ok(submit(api, token, body).await, env)
+}
+
+/// `wait_final` within 120 s, polling `every`, which must succeed: the final job and the
+/// statuses seen.
+async fn final_job(
+    api: &Api,
+    token: &str,
+    id: &str,
+    every: Duration,
+    env: &StackEnv,
+) -> (Value, Vec<String>) {
+    ok(
+        wait_final(api, token, id, Duration::from_secs(120), every).await,
+        env,
+    )
 }
 
 /// A fresh name for a file, so that repeated runs never collide (409).
@@ -152,26 +190,12 @@ async fn the_demo_journey_succeeds() {
 #[tokio::test]
 async fn a_manifest_in_the_bucket_runs_the_job_through_sqs_and_the_dispatch_lambda() {
     let _shared = STACK.read().await;
-    let env = ready().await;
-    let api = Api::new(&env.api_url);
-    let token = ok(Provider::new(&env).token_for("e2e-dispatch").await, &env);
+    let (env, api) = ready_api().await;
+    let token = token_for(&env, "e2e-dispatch").await;
     // Long enough to be seen running while polling every 100 ms.
     let code = "import time\ntime.sleep(1.5)\nprint('dispatched', 6 * 7)\n";
-    let id = ok(
-        submit(&api, &token, &json!({"tool": "python", "code": code})).await,
-        &env,
-    );
-    let (job, polled) = ok(
-        wait_final(
-            &api,
-            &token,
-            &id,
-            Duration::from_secs(120),
-            Duration::from_millis(100),
-        )
-        .await,
-        &env,
-    );
+    let id = submitted(&api, &token, &python_job(code), &env).await;
+    let (job, polled) = final_job(&api, &token, &id, Duration::from_millis(100), &env).await;
     let mut seen = vec!["queued".to_string()];
     seen.extend(polled.into_iter().filter(|s| s != "queued"));
     assert_eq!(seen, ["queued", "running", "succeeded"], "{job}");
@@ -248,35 +272,22 @@ async fn a_manifest_in_the_bucket_runs_the_job_through_sqs_and_the_dispatch_lamb
 async fn a_jobs_end_reaches_its_callback_url_signed_and_retried_after_a_500() {
     use mecapy_testkit::receiver::WebhookReceiver;
     let _shared = STACK.read().await;
-    let env = ready().await;
-    let api = Api::new(&env.api_url);
-    let token = ok(Provider::new(&env).token_for("e2e-webhooks").await, &env);
+    let (env, api) = ready_api().await;
+    let token = token_for(&env, "e2e-webhooks").await;
     let mut receiver = WebhookReceiver::start(vec![500, 200]).await;
     let secret = ok(api.get("/webhooks/secret", Some(&token)).await, &env);
     let secret = ok(secret.expect(200), &env);
     let secret = mecapy_shared::webhooks::secret_from(secret["secret"].as_str().unwrap());
 
-    let id = ok(
-        submit(
-            &api,
-            &token,
-            &json!({"tool": "python", "code": "print('hooked')",
+    let id = submitted(
+        &api,
+        &token,
+        &json!({"tool": "python", "code": "print('hooked')",
                     "callback_url": receiver.url("/e2e")}),
-        )
-        .await,
         &env,
-    );
-    let (job, _) = ok(
-        wait_final(
-            &api,
-            &token,
-            &id,
-            Duration::from_secs(120),
-            Duration::from_millis(200),
-        )
-        .await,
-        &env,
-    );
+    )
+    .await;
+    let (job, _) = final_job(&api, &token, &id, Duration::from_millis(200), &env).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let finished = std::time::Instant::now();
 
@@ -292,20 +303,7 @@ async fn a_jobs_end_reaches_its_callback_url_signed_and_retried_after_a_500() {
                     env.where_to_look()
                 )
             });
-        let timestamp: i64 = got.header("webhook-timestamp").parse().unwrap();
-        assert!(
-            mecapy_shared::webhooks::verify(
-                &secret,
-                got.header("webhook-id"),
-                timestamp,
-                &got.body,
-                got.header("webhook-signature")
-            ),
-            "the signature does not verify: {:?}",
-            got.headers
-        );
-        let body: Value = serde_json::from_slice(&got.body).unwrap();
-        mecapy_shared::events::Event::parse("CalculationFinished", body.clone()).unwrap();
+        let body = got.signed_calculation_finished(&secret);
         assert_eq!(body["job_id"], id.as_str());
         assert_eq!(body["status"], "succeeded");
         eprintln!(
@@ -373,12 +371,8 @@ async fn a_jobs_end_reaches_its_callback_url_signed_and_retried_after_a_500() {
 #[tokio::test]
 async fn uploads_are_finished_and_strays_removed_by_the_buckets_own_events() {
     let _shared = STACK.read().await;
-    let env = ready().await;
-    let api = Api::new(&env.api_url);
-    let token = ok(
-        Provider::new(&env).token_for("e2e-bucket-events").await,
-        &env,
-    );
+    let (env, api) = ready_api().await;
+    let token = token_for(&env, "e2e-bucket-events").await;
     let name = unique("no complete", "csv");
     let grant = ok(
         ok(
@@ -395,14 +389,7 @@ async fn uploads_are_finished_and_strays_removed_by_the_buckets_own_events() {
     );
     let id = grant["file"]["id"].as_str().unwrap().to_string();
     let data = b"t,v\n0,1\n1,3\n".to_vec();
-    let put = reqwest::Client::new()
-        .put(grant["upload"]["url"].as_str().unwrap())
-        .header("content-type", "text/csv")
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("presigned PUT: {e}"));
-    assert!(put.status().is_success(), "presigned PUT: {}", put.status());
+    put_presigned(&grant, "text/csv", &data).await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let file = loop {
@@ -476,11 +463,14 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_with_its_job_error() {
         let tool = tool.clone();
         tokio::spawn(async move {
             let api = Api::new(&env.api_url);
-            let token = ok(Provider::new(&env).token_for("e2e-poison").await, &env);
-            let id = ok(
-                submit(&api, &token, &json!({"tool": tool, "code": "print(1)"})).await,
+            let token = token_for(&env, "e2e-poison").await;
+            let id = submitted(
+                &api,
+                &token,
+                &json!({"tool": tool, "code": "print(1)"}),
                 &env,
-            );
+            )
+            .await;
             // Retries back off (RetryBaseSeconds) until MaxReceives, then the job is `error`.
             let (job, seen) = ok(
                 wait_final(
@@ -557,18 +547,9 @@ fn docker(args: &[&str]) -> Vec<String> {
 async fn a_dispatcher_killed_mid_job_leaves_no_container_and_its_job_still_ends() {
     // Alone: the kill takes down whatever batch the dispatcher holds, other tests' jobs included.
     let _exclusive = STACK.write().await;
-    let env = ready().await;
-    let api = Api::new(&env.api_url);
-    let token = ok(Provider::new(&env).token_for("e2e-killed").await, &env);
-    let id = ok(
-        submit(
-            &api,
-            &token,
-            &json!({"tool": "python", "code": "while True:\n    pass\n"}),
-        )
-        .await,
-        &env,
-    );
+    let (env, api) = ready_api().await;
+    let token = token_for(&env, "e2e-killed").await;
+    let id = submitted(&api, &token, &python_job("while True:\n    pass\n"), &env).await;
     let label = format!("label=org.mecapy.job-id={id}");
     let started = std::time::Instant::now();
     let seen = loop {
@@ -641,8 +622,7 @@ async fn a_dispatcher_killed_mid_job_leaves_no_container_and_its_job_still_ends(
 #[tokio::test]
 async fn every_protected_route_refuses_missing_and_forged_tokens() {
     let _shared = STACK.read().await;
-    let env = ready().await;
-    let api = Api::new(&env.api_url);
+    let (env, api) = ready_api().await;
     let provider = Provider::new(&env);
     let forged = ok(forged_tokens(&provider, "e2e-forger").await, &env);
     let some_id = uuid::Uuid::new_v4();
@@ -802,8 +782,7 @@ async fn ready_again() -> StackEnv {
 #[tokio::test]
 async fn a_redeployment_keeps_files_and_jobs() {
     let _exclusive = STACK.write().await;
-    let env = ready().await;
-    let api = Api::new(&env.api_url);
+    let (env, api) = ready_api().await;
     let session = ok(auth::login(&api, "bob", "bob-password").await, &env);
     let token = session.access_token.clone();
 
@@ -820,26 +799,14 @@ async fn a_redeployment_keeps_files_and_jobs() {
     );
     let file_id = file["id"].as_str().unwrap().to_string();
     let code = format!("print(open('inputs/{filename}').read().upper(), end='')\n");
-    let job_id = ok(
-        submit(
-            &api,
-            &token,
-            &json!({"tool": "python", "code": code, "input_file_ids": [file_id]}),
-        )
-        .await,
+    let job_id = submitted(
+        &api,
+        &token,
+        &json!({"tool": "python", "code": code, "input_file_ids": [file_id]}),
         &env,
-    );
-    let (job, _) = ok(
-        wait_final(
-            &api,
-            &token,
-            &job_id,
-            Duration::from_secs(120),
-            Duration::from_millis(250),
-        )
-        .await,
-        &env,
-    );
+    )
+    .await;
+    let (job, _) = final_job(&api, &token, &job_id, Duration::from_millis(250), &env).await;
     assert_eq!(job["status"], "succeeded", "{job}");
 
     let lambda = Lambda::new(&env);
@@ -893,26 +860,8 @@ async fn a_redeployment_keeps_files_and_jobs() {
         .expect(201),
         &env,
     );
-    let new_job = ok(
-        submit(
-            &api,
-            &token,
-            &json!({"tool": "python", "code": "print(sum([1, 2, 3]))"}),
-        )
-        .await,
-        &env,
-    );
-    let (job, _) = ok(
-        wait_final(
-            &api,
-            &token,
-            &new_job,
-            Duration::from_secs(120),
-            Duration::from_millis(250),
-        )
-        .await,
-        &env,
-    );
+    let new_job = submitted(&api, &token, &python_job("print(sum([1, 2, 3]))"), &env).await;
+    let (job, _) = final_job(&api, &token, &new_job, Duration::from_millis(250), &env).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let stdout = ok(
         api.fetch(job["links"]["stdout"].as_str().unwrap()).await,

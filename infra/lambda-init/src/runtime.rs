@@ -196,6 +196,17 @@ impl Init {
         std::process::exit(code)
     }
 
+    /// `complete` for the invocation handed out to the bootstrap (not timed out).
+    fn complete_current(&self, cur: &Current, outcome: Outcome) {
+        self.complete(
+            &cur.inv.req.id,
+            cur.handed_out,
+            cur.init_duration,
+            outcome,
+            false,
+        );
+    }
+
     /// Sends the invocation's logs, then its result, to LocalStack.
     fn complete(
         &self,
@@ -424,13 +435,7 @@ impl Init {
             let msg = format!("RequestId: {id} Error: Runtime exited with error: {desc}");
             let error = messages::error_json("Runtime.ExitError", &msg);
             self.append_log(format!("{msg}\nRuntime.ExitError\n").as_bytes());
-            self.complete(
-                &id,
-                cur.handed_out,
-                cur.init_duration,
-                Outcome::Error(error),
-                false,
-            );
+            self.complete_current(&cur, Outcome::Error(error));
         } else if !st.initialized {
             self.bootstrap_failed(st, error);
         } else {
@@ -529,29 +534,52 @@ impl Init {
 
     // ------------------------------------------------------------------ LocalStack's /invoke
 
-    pub fn serve_invokes(self: Arc<Self>, listener: TcpListener) {
+    /// Accepts the connections of `listener`, each served by `connection` on its own thread.
+    fn accept(self: Arc<Self>, listener: TcpListener, connection: fn(&Self, TcpStream)) {
         for conn in listener.incoming() {
             let Ok(stream) = conn else { continue };
             let init = self.clone();
-            thread::spawn(move || init.invoke_connection(stream));
+            thread::spawn(move || connection(&init, stream));
         }
     }
 
-    fn invoke_connection(&self, stream: TcpStream) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+    /// Reads the requests of one keep-alive connection, each handed to `handle` (false: close
+    /// it). A request that does not parse is logged (`what`), answered 400 `bad_request`, and
+    /// closes the connection.
+    fn serve_connection(
+        &self,
+        stream: &TcpStream,
+        what: &str,
+        bad_request: &[u8],
+        mut handle: impl FnMut(Request) -> bool,
+    ) {
         let _ = stream.set_nodelay(true);
-        let mut reader = BufReader::new(&stream);
-        let mut writer = &stream;
+        let mut reader = BufReader::new(stream);
+        let mut writer = stream;
         loop {
             let req = match http::read_request(&mut reader, &mut writer) {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
                 Err(e) => {
-                    self.info(format!("/invoke connection: {e}"));
-                    let _ = http::write_response(&mut writer, 400, &[], b"bad request", false);
+                    self.info(format!("{what}: {e}"));
+                    let _ = http::write_response(&mut writer, 400, &[], bad_request, false);
                     return;
                 }
             };
+            if !handle(req) {
+                return;
+            }
+        }
+    }
+
+    pub fn serve_invokes(self: Arc<Self>, listener: TcpListener) {
+        self.accept(listener, Self::invoke_connection);
+    }
+
+    fn invoke_connection(&self, stream: TcpStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
+        self.serve_connection(&stream, "/invoke connection", b"bad request", |req| {
+            let mut writer = &stream;
             let (status, body): (u16, Vec<u8>) = match (req.method.as_str(), req.path.as_str()) {
                 ("POST", "/invoke") => match messages::parse_invoke(&req.body) {
                     Ok(inv) if !messages::arn_matches(&inv.arn, self.function_name.as_deref()) => {
@@ -575,19 +603,16 @@ impl Init {
                 },
                 _ => (404, b"not found".to_vec()),
             };
-            if http::write_response(
+            http::write_response(
                 &mut writer,
                 status,
                 &[("Content-Type", "text/plain")],
                 &body,
                 req.keep_alive,
             )
-            .is_err()
-                || !req.keep_alive
-            {
-                return;
-            }
-        }
+            .is_ok()
+                && req.keep_alive
+        });
     }
 
     fn enqueue(&self, req: InvokeRequest) {
@@ -614,32 +639,14 @@ impl Init {
     // ------------------------------------------------------------------ the Runtime API
 
     pub fn serve_runtime_api(self: Arc<Self>, listener: TcpListener) {
-        for conn in listener.incoming() {
-            let Ok(stream) = conn else { continue };
-            let init = self.clone();
-            thread::spawn(move || init.runtime_connection(stream));
-        }
+        self.accept(listener, Self::runtime_connection);
     }
 
     fn runtime_connection(&self, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
-        let mut reader = BufReader::new(&stream);
-        let mut writer = &stream;
-        loop {
-            let req = match http::read_request(&mut reader, &mut writer) {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(e) => {
-                    self.info(format!("runtime API connection: {e}"));
-                    let _ = http::write_response(&mut writer, 400, &[], b"", false);
-                    return;
-                }
-            };
+        self.serve_connection(&stream, "runtime API connection", b"", |req| {
             let keep_alive = req.keep_alive;
-            if !self.runtime_request(req, &stream) || !keep_alive {
-                return;
-            }
-        }
+            self.runtime_request(req, &stream) && keep_alive
+        });
     }
 
     /// Handles one Runtime API request; false when the connection must close.
@@ -706,13 +713,7 @@ impl Init {
             drop(st);
             let id = cur.inv.req.id.clone();
             let error = messages::error_json("Runtime.NoResponse", &format!("RequestId: {id} Error: the runtime asked for the next invocation without answering this one"));
-            self.complete(
-                &id,
-                cur.handed_out,
-                cur.init_duration,
-                Outcome::Error(error),
-                false,
-            );
+            self.complete_current(&cur, Outcome::Error(error));
             st = self.state();
         }
         if report_ready {

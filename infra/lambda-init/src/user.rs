@@ -25,6 +25,16 @@ impl RunAs {
     pub fn is_root(&self) -> bool {
         self.uid == 0
     }
+
+    /// A user `name` (uid, gid) whose only supplementary group is its own `gid`.
+    fn member(name: &str, uid: u32, gid: u32) -> RunAs {
+        RunAs {
+            name: name.into(),
+            uid,
+            gid,
+            groups: vec![gid],
+        }
+    }
 }
 
 /// Looks `name` up in passwd-format `text`: (uid, gid).
@@ -54,40 +64,16 @@ pub fn resolve(user: &str, passwd: &str) -> (RunAs, bool) {
         );
     }
     if let Some((uid, gid)) = lookup_passwd(passwd, user) {
-        return (
-            RunAs {
-                name: user.into(),
-                uid,
-                gid,
-                groups: vec![gid],
-            },
-            false,
-        );
+        return (RunAs::member(user, uid, gid), false);
     }
     if let Some((u, g)) = user.split_once(':').or(Some((user, ""))) {
         if let Ok(uid) = u.parse::<u32>() {
             let gid = g.parse::<u32>().unwrap_or(uid);
-            return (
-                RunAs {
-                    name: user.into(),
-                    uid,
-                    gid,
-                    groups: vec![gid],
-                },
-                false,
-            );
+            return (RunAs::member(user, uid, gid), false);
         }
     }
     let name = if user.is_empty() { DEFAULT_USER } else { user };
-    (
-        RunAs {
-            name: name.into(),
-            uid: DEFAULT_UID,
-            gid: DEFAULT_GID,
-            groups: vec![DEFAULT_GID],
-        },
-        true,
-    )
+    (RunAs::member(name, DEFAULT_UID, DEFAULT_GID), true)
 }
 
 /// The group of the mounted Docker socket, if it is a group-accessible socket.

@@ -16,29 +16,34 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-impl From<db::DbError> for mecapy_domain::error::DomainError {
-    fn from(e: db::DbError) -> Self {
-        match e {
-            db::DbError::Unavailable(cause) => Self::Unavailable {
-                service: "database",
-                cause,
-            },
-            other => Self::Internal(error_chain(&other)),
+/// An adapter's failure as the domain sees it: its service down (worth retrying), or internal.
+macro_rules! to_domain_error {
+    ($error:ty, $unavailable:path, $service:literal, $describe:expr) => {
+        impl From<$error> for mecapy_domain::error::DomainError {
+            fn from(e: $error) -> Self {
+                match e {
+                    $unavailable(cause) => Self::Unavailable {
+                        service: $service,
+                        cause,
+                    },
+                    other => Self::Internal($describe(&other)),
+                }
+            }
         }
-    }
+    };
 }
-
-impl From<storage::StorageError> for mecapy_domain::error::DomainError {
-    fn from(e: storage::StorageError) -> Self {
-        match e {
-            storage::StorageError::Unavailable(cause) => Self::Unavailable {
-                service: "object storage",
-                cause,
-            },
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
+to_domain_error!(
+    db::DbError,
+    db::DbError::Unavailable,
+    "database",
+    |e: &db::DbError| error_chain(e)
+);
+to_domain_error!(
+    storage::StorageError,
+    storage::StorageError::Unavailable,
+    "object storage",
+    |e: &storage::StorageError| e.to_string()
+);
 
 /// `error: cause: cause...`, for logs.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 use super::*;
 use crate::http::{PROBLEM_JSON, VENDOR_JSON};
 use crate::jobs::{Input, JobStatus};
-use crate::sandbox::Limits;
+use mecapy_domain::job::Limits;
 
 #[derive(OpenApi)]
 #[openapi(components(schemas(

@@ -98,8 +98,8 @@ mod tests {
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-    #[test]
-    fn issued_state_verifies_with_its_verifier() {
+    /// A new verifier and the state issued for its challenge, valid for a minute.
+    fn issued() -> (String, String) {
         let v = pkce::new_verifier();
         let s = issue(
             SECRET,
@@ -107,18 +107,18 @@ mod tests {
             &pkce::challenge_s256(&v),
             Duration::from_secs(60),
         );
+        (v, s)
+    }
+
+    #[test]
+    fn issued_state_verifies_with_its_verifier() {
+        let (v, s) = issued();
         assert_eq!(verify(SECRET, &s, &v).unwrap().redirect_uri, "http://x/cb");
     }
 
     #[test]
     fn other_verifier_is_refused() {
-        let v = pkce::new_verifier();
-        let s = issue(
-            SECRET,
-            "http://x/cb",
-            &pkce::challenge_s256(&v),
-            Duration::from_secs(60),
-        );
+        let (_, s) = issued();
         assert_eq!(
             verify(SECRET, &s, &pkce::new_verifier()),
             Err(StateError::VerifierMismatch)
@@ -127,13 +127,7 @@ mod tests {
 
     #[test]
     fn tampered_state_is_refused() {
-        let v = pkce::new_verifier();
-        let s = issue(
-            SECRET,
-            "http://x/cb",
-            &pkce::challenge_s256(&v),
-            Duration::from_secs(60),
-        );
+        let (v, s) = issued();
         let (body, sig) = s.split_once('.').unwrap();
         let forged = URL_SAFE_NO_PAD.encode(
             String::from_utf8(URL_SAFE_NO_PAD.decode(body).unwrap())

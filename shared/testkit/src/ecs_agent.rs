@@ -1,6 +1,6 @@
 //! A job's ECS task run on the local Docker engine as the ECS agent runs it on a container
-//! instance: the task definition ([`mecapy_shared::sandbox::ecs::task_definition`]) and `RunTask`'s overrides
-//! ([`mecapy_shared::sandbox::ecs::TaskRequest::overrides`]), translated field by field into the engine's
+//! instance: the task definition ([`mecapy_sandbox::ecs::task_definition`]) and `RunTask`'s overrides
+//! ([`mecapy_sandbox::ecs::TaskRequest::overrides`]), translated field by field into the engine's
 //! configuration; the containers started in order as their `dependsOn` allow; the task's end
 //! returned as its `ECS Task State Change` would carry it. moto answers the ECS API but runs no
 //! container: this is how the tests and the bench run the stage-in → job → stage-out chain for
@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use uuid::Uuid;
 
-use mecapy_shared::sandbox::ecs::{ContainerState, TaskStateChange, TIMEOUT_REASON};
+use mecapy_sandbox::ecs::{ContainerState, TaskStateChange, TIMEOUT_REASON};
 
 /// The stager image `infra/stager-image.sh` builds.
 pub const LOCAL_STAGER_IMAGE: &str = "mecapy-stager:local";

@@ -13,10 +13,12 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{local_env, storage_at, LocalAgent, LOCAL_STAGER_IMAGE};
-use mecapy_shared::jobs::spec::CODE_PATH;
-use mecapy_shared::jobs::{keys, Input, Manifest, StageDocument};
-use mecapy_shared::sandbox::ecs::{self, TaskEnd, TaskRequest, TaskStateChange};
-use mecapy_shared::sandbox::{Limits, Restrictions};
+use mecapy_sandbox::ecs::{self, TaskEnd, TaskRequest, TaskStateChange};
+use mecapy_sandbox::manifest::Manifest;
+use mecapy_sandbox::manifest::CODE_PATH;
+use mecapy_sandbox::stage::StageDocument;
+use mecapy_sandbox::{Limits, Restrictions};
+use mecapy_shared::jobs::{keys, Input};
 use mecapy_shared::storage::Storage;
 
 /// The python tool's image.

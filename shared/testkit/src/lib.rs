@@ -12,7 +12,7 @@ use lambda_http::http::{header, Method};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
-use mecapy_shared::config::Config;
+use mecapy_shared::config::{Config, LoginConfig};
 use mecapy_shared::db;
 use mecapy_shared::storage::Storage;
 
@@ -130,6 +130,8 @@ async fn require_http(service: &str, url: &str) {
 pub struct TestContext {
     pub env: HashMap<String, String>,
     pub config: Config,
+    /// The login flow's settings from local.env (`login` and `callback` read them).
+    pub login: LoginConfig,
     pub state: AppState,
     pub database: String,
     pub bucket: String,
@@ -176,6 +178,8 @@ impl TestContext {
         vars.insert("UPLOAD_BUCKET".into(), bucket.clone());
         let mut config =
             Config::from_lookup(|k| vars.get(k).cloned()).expect("local.env is a valid config");
+        let login = LoginConfig::from_lookup(|k| vars.get(k).cloned())
+            .expect("local.env has the login settings");
         // Tests run in parallel and one of them rotates the provider's key: each context may
         // refetch the JWKS at once. The rotation test sets the production interval back.
         config.oidc.jwks_refetch_interval = Duration::ZERO;
@@ -211,12 +215,14 @@ impl TestContext {
         let storage = storage_at(&endpoint, &config.upload_bucket, &env).await;
         let state = AppState::with_storage(config.clone(), storage)
             .expect("app state")
+            .with_login(login.clone())
             .with_bus(Some(mecapy_shared::bus::EventBus::with_client(
                 events, &bus,
             )));
         TestContext {
             env,
             config,
+            login,
             state,
             database,
             bucket,
@@ -228,18 +234,51 @@ impl TestContext {
     pub fn state_without_database(&self) -> AppState {
         let mut config = self.config.clone();
         config.database_url = "postgres://mecapy:mecapy@127.0.0.1:9/mecapy".into();
-        AppState::with_storage(config, self.state.storage.clone()).expect("app state")
+        AppState::with_storage(config, self.state.storage.clone())
+            .expect("app state")
+            .with_login(self.login.clone())
     }
 
     /// A state whose S3 endpoint is a closed port: every object call is "S3 down".
     pub async fn state_without_s3(&self) -> AppState {
         let storage = storage_at("http://127.0.0.1:9", &self.bucket, &self.env).await;
-        AppState::with_storage(self.config.clone(), storage).expect("app state")
+        AppState::with_storage(self.config.clone(), storage)
+            .expect("app state")
+            .with_login(self.login.clone())
     }
 
     /// A direct connection to this test's database, to check what was (not) written.
     pub async fn db(&self) -> deadpool_postgres::Object {
         self.state.db.get().await.expect("test database")
+    }
+
+    /// The first column of the one row `sql` (with `params`) answers.
+    pub async fn query_value<T: tokio_postgres::types::FromSqlOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> T {
+        self.db()
+            .await
+            .query_one(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// The bytes of the object `key` in this test's bucket.
+    pub async fn object_bytes(&self, key: &str) -> Vec<u8> {
+        let object = self
+            .state
+            .storage
+            .client()
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {key}: {e}"));
+        object.body.collect().await.expect("object body").to_vec()
     }
 
     /// Keys present in this test's bucket.
@@ -290,17 +329,13 @@ impl TestContext {
 
     /// Claims the provider itself would put in an access token for `sub`, valid for 5 minutes.
     pub fn claims_for(&self, sub: &str) -> Value {
-        let now = chrono::Utc::now().timestamp();
-        serde_json::json!({
-            "iss": self.config.oidc.issuer,
-            "aud": self.config.oidc.audience,
-            "sub": sub,
-            "iat": now,
-            "exp": now + 300,
-            "email": format!("{sub}@example.test"),
-            "name": format!("User {sub}"),
-            "scope": "openid profile email",
-        })
+        access_token_claims(
+            &self.config.oidc.issuer,
+            &self.config.oidc.audience,
+            sub,
+            "example.test",
+            "User",
+        )
     }
 
     /// A valid access token for a fresh user, without going through the login form.
@@ -308,6 +343,28 @@ impl TestContext {
         self.sign_with_provider_key(self.claims_for(sub), serde_json::json!({}))
             .await
     }
+}
+
+/// Claims the provider puts in an access token for `sub` (issuer `iss`, audience `aud`), valid
+/// for 5 minutes: the user's email is `{sub}@{email_domain}`, its name `{name_prefix} {sub}`.
+pub fn access_token_claims(
+    iss: &str,
+    aud: &str,
+    sub: &str,
+    email_domain: &str,
+    name_prefix: &str,
+) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    serde_json::json!({
+        "iss": iss,
+        "aud": aud,
+        "sub": sub,
+        "iat": now,
+        "exp": now + 300,
+        "email": format!("{sub}@{email_domain}"),
+        "name": format!("{name_prefix} {sub}"),
+        "scope": "openid profile email",
+    })
 }
 
 /// What a browser brings back from the provider's login form.
@@ -412,6 +469,33 @@ pub fn request(method: Method, path: &str, token: Option<&str>, body: Body) -> R
     builder.body(body).expect("request")
 }
 
+/// A GET of `path` by the bearer of `token`, without a body.
+pub fn get_request(path: &str, token: &str) -> Request {
+    request(Method::GET, path, Some(token), Body::Empty)
+}
+
+/// `POST /files/presign` of `body` (filename, content type, size) by the bearer of `token`.
+pub fn presign_request(token: &str, body: &Value) -> Request {
+    json_request(Method::POST, "/files/presign", Some(token), body)
+}
+
+/// PUTs `data` to the presigned URL of `grant` (what `POST /files/presign` answers), as a
+/// browser does, and asserts that S3 took it.
+pub async fn put_presigned(grant: &Value, content_type: &str, data: &[u8]) {
+    let put = reqwest::Client::new()
+        .put(
+            grant["upload"]["url"]
+                .as_str()
+                .expect("the grant's upload URL"),
+        )
+        .header("content-type", content_type)
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("presigned PUT: {e}"));
+    assert!(put.status().is_success(), "presigned PUT: {}", put.status());
+}
+
 /// A JSON request.
 pub fn json_request(method: Method, path: &str, token: Option<&str>, body: &Value) -> Request {
     let mut req = request(method, path, token, Body::from(body.to_string()));
@@ -477,6 +561,17 @@ pub fn assert_problem(response: &Response<Body>, status: lambda_http::http::Stat
         "{body}"
     );
     body
+}
+
+/// Asserts `response` is a `201 Created`; returns its JSON body.
+pub fn assert_created(response: &Response<Body>) -> Value {
+    assert_eq!(
+        response.status(),
+        lambda_http::http::StatusCode::CREATED,
+        "{:?}",
+        response.body()
+    );
+    body_json(response)
 }
 
 /// The response body as JSON (panics with the body if it is not).
@@ -582,6 +677,17 @@ impl TestContext {
 }
 
 impl TestContext {
+    /// An SQS client of LocalStack's, as the tests' queues need.
+    pub async fn sqs_client(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&sdk_config_at(&self.env["AWS_ENDPOINT_URL"], &self.env).await)
+    }
+
+    /// The name of the test's queue for `purpose` (`events`, `uploads`, ...): unique to the
+    /// test, as its bucket is.
+    pub fn queue_name(&self, purpose: &str) -> String {
+        format!("{}-{purpose}", self.bucket)
+    }
+
     /// A queue `name` that receives every event of the test's bus (a rule matching `mecapy`):
     /// what a subscriber of the stack's bus sees, envelope and all. Its URL.
     pub async fn events_queue(&self, sqs: &aws_sdk_sqs::Client, name: &str) -> String {
@@ -687,6 +793,16 @@ impl TestContext {
             });
         url
     }
+}
+
+/// Sends `body` to the queue `url`.
+pub async fn send_message(sqs: &aws_sdk_sqs::Client, url: &str, body: String) {
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .expect("send message");
 }
 
 /// Up to 10 messages of queue `url` as Lambda's SQS event source would hand them over.

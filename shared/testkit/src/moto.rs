@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use mecapy_shared::sandbox::ecs;
-use mecapy_shared::sandbox::Restrictions;
+use mecapy_sandbox::ecs;
+use mecapy_sandbox::Restrictions;
 
 pub fn moto_url() -> String {
     std::env::var("MOTO_URL").unwrap_or_else(|_| "http://127.0.0.1:5055".into())

@@ -34,6 +34,33 @@ impl Received {
             .map(String::as_str)
             .unwrap_or_default()
     }
+
+    /// `webhook-timestamp`, a unix time.
+    pub fn timestamp(&self) -> i64 {
+        self.header("webhook-timestamp")
+            .parse()
+            .expect("a unix timestamp")
+    }
+
+    /// The body of a webhook whose signature (`webhook-signature`, over `webhook-id`,
+    /// `webhook-timestamp` and the body) verifies with `secret`: a CalculationFinished event.
+    pub fn signed_calculation_finished(&self, secret: &[u8]) -> serde_json::Value {
+        assert!(
+            mecapy_shared::webhooks::verify(
+                secret,
+                self.header("webhook-id"),
+                self.timestamp(),
+                &self.body,
+                self.header("webhook-signature")
+            ),
+            "the signature does not verify: {:?}",
+            self.headers
+        );
+        let body: serde_json::Value = serde_json::from_slice(&self.body).expect("a JSON body");
+        mecapy_shared::events::Event::parse("CalculationFinished", body.clone())
+            .unwrap_or_else(|e| panic!("the body is not a CalculationFinished: {e}"));
+        body
+    }
 }
 
 pub struct WebhookReceiver {

@@ -58,15 +58,20 @@ pub async fn upsert_login(db: &impl GenericClient, claims: &Claims) -> Result<Us
                  SELECT * FROM changed",
                 outbox::emit("UserLogin", "changed")
             ),
-            &[
-                &claims.sub,
-                &claims.email,
-                &claims.name,
-                &claims.preferred_username,
-            ],
+            &profile(claims),
         )
         .await?;
     Ok(User::from(&row))
+}
+
+/// The token's profile as the queries' `$1..$4`: subject, email, name, user name.
+fn profile(claims: &Claims) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
+    [
+        &claims.sub,
+        &claims.email,
+        &claims.name,
+        &claims.preferred_username,
+    ]
 }
 
 /// On an authenticated request: the caller's row, created from the token if this is the first
@@ -84,12 +89,7 @@ pub async fn ensure(db: &impl GenericClient, claims: &Claims) -> Result<User, Db
              UNION ALL
              SELECT * FROM users WHERE keycloak_sub = $1
              LIMIT 1",
-            &[
-                &claims.sub,
-                &claims.email,
-                &claims.name,
-                &claims.preferred_username,
-            ],
+            &profile(claims),
         )
         .await?;
     Ok(User::from(&row))

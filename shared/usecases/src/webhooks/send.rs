@@ -18,7 +18,7 @@ use super::{backoff, deliver, resolve_target, user_secret, WebhookError};
 use crate::db::webhooks::{self as rows, Delivery};
 use crate::db::DbError;
 use crate::events::Event;
-use crate::AppState;
+use crate::Context;
 
 /// Attempts of one delivery: about 8.5 minutes of retries (2 s, 4 s … 256 s apart).
 pub const MAX_ATTEMPTS: i32 = 9;
@@ -57,7 +57,7 @@ pub enum Outcome {
 
 /// One attempt of delivery `id`, if it is due.
 pub async fn attempt(
-    state: &AppState,
+    state: &Context,
     db: &impl GenericClient,
     id: Uuid,
 ) -> Result<Outcome, DbError> {
@@ -88,7 +88,7 @@ pub async fn attempt(
 }
 
 /// The attempt itself, from a claimed delivery; never fails, its failure is its outcome.
-async fn send(state: &AppState, delivery: &Delivery) -> Outcome {
+async fn send(state: &Context, delivery: &Delivery) -> Outcome {
     let attempt = delivery.attempts;
     let give_up = |status, error: String| Outcome::GaveUp {
         attempt,
@@ -156,7 +156,7 @@ async fn send(state: &AppState, delivery: &Delivery) -> Outcome {
 
 /// Sends the deliveries that are due (their retry message lost, or their deliverer dead), and
 /// gives up the ones whose last attempt never reported. Returns each attempt's outcome.
-pub async fn sweep(state: &AppState) -> Result<Vec<(Uuid, Outcome)>, DbError> {
+pub async fn sweep(state: &Context) -> Result<Vec<(Uuid, Outcome)>, DbError> {
     let db = state.db.get().await.map_err(DbError::from)?;
     let exhausted = rows::give_up_exhausted(&**db, MAX_ATTEMPTS).await?;
     if exhausted > 0 {

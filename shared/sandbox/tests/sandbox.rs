@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use mecapy_shared::sandbox::{
+use mecapy_sandbox::{
     ContainerRuntime, DockerRuntime, JobSpec, Limits, Outcome, RunResult, SandboxError,
 };
 use serde_json::Value;

@@ -1,28 +1,22 @@
 //! A job's description, one type from its submission to every runtime: the rules a submission
 //! must follow, the [`Manifest`] that `compute-submit` writes as `jobs/{id}/manifest.json` and
-//! `compute-dispatch` reads, and the sandbox run ([`JobSpec`]) any runtime is given.
+//! `compute-dispatch` reads (its type and its sandbox run are the sandbox crate's).
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::keys;
 use crate::db::{files::FileRow, jobs::Job, tools::Tool};
-use crate::sandbox::{JobSpec, Limits};
 use mecapy_domain::error::DomainError;
 pub use mecapy_domain::job::Input;
+pub use mecapy_sandbox::manifest::{Manifest, CODE_PATH, INPUTS_DIR, JOB_LABEL};
+use mecapy_sandbox::Limits;
 
 /// Largest number of input files a job may take.
 pub const MAX_INPUTS: usize = 32;
 /// Largest number of arguments, and of bytes in each.
 pub const MAX_ARGS: usize = 64;
 pub const MAX_ARG_BYTES: usize = 4096;
-/// Where the job's code is, relative to `/work`.
-pub const CODE_PATH: &str = "main.py";
-/// Where the job's inputs are, relative to `/work` (each under its file name).
-pub const INPUTS_DIR: &str = "inputs";
-/// The label carrying the job's id on everything a runtime creates for it.
-pub const JOB_LABEL: &str = "org.mecapy.job-id";
 
 /// `POST /compute`: what a user asks for. Exactly one of `code` and `file_id`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -158,76 +152,24 @@ pub fn unique_inputs(files: impl IntoIterator<Item = FileRow>) -> Vec<Input> {
     inputs
 }
 
-/// Everything needed to run the job and check its inputs, whichever runtime runs it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub job_id: Uuid,
-    pub user_id: Uuid,
-    pub tool: String,
-    pub image: String,
-    pub command: Vec<String>,
-    pub code_key: String,
-    pub code_sha256: String,
-    pub inputs: Vec<Input>,
-    pub limits: Limits,
-}
-
-impl Manifest {
-    /// The manifest of a job just recorded, whose code has this sha256.
-    pub fn new(
-        job: &Job,
-        request: &SubmitRequest,
-        code_sha256: String,
-        inputs: Vec<Input>,
-        limits: Limits,
-    ) -> Self {
-        Manifest {
-            job_id: job.id,
-            user_id: job.user_id,
-            tool: request.tool.clone(),
-            image: job.image.clone(),
-            command: request.command(),
-            code_key: keys::code(job.id),
-            code_sha256,
-            inputs,
-            limits,
-        }
-    }
-
-    /// Whether this manifest describes `job` (same id, same owner).
-    pub fn describes(&self, job: &Job) -> bool {
-        self.job_id == job.id && self.user_id == job.user_id
-    }
-
-    /// The environment the job's command sees, and nothing else.
-    pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("HOME".into(), "/work".into()),
-            ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
-            ("PYTHONUNBUFFERED".into(), "1".into()),
-            ("MECAPY_JOB_ID".into(), self.job_id.to_string()),
-        ]
-    }
-
-    /// The labels (Docker) or tags (ECS) that trace what a runtime created back to the job.
-    pub fn labels(&self) -> Vec<(String, String)> {
-        vec![(JOB_LABEL.into(), self.job_id.to_string())]
-    }
-
-    /// The sandbox run of this job: its code as [`CODE_PATH`], its inputs at their paths (given
-    /// in the manifest's order), its command, environment, limits and labels.
-    pub fn job_spec(&self, code: Bytes, inputs: Vec<Bytes>) -> JobSpec {
-        let mut files = Vec::with_capacity(inputs.len() + 1);
-        files.push((CODE_PATH.to_string(), code));
-        files.extend(self.inputs.iter().map(|i| i.path.clone()).zip(inputs));
-        JobSpec {
-            image: self.image.clone(),
-            command: self.command.clone(),
-            files,
-            env: self.env(),
-            limits: self.limits.clone(),
-            labels: self.labels(),
-        }
+/// The manifest of a job just recorded, whose code has this sha256.
+pub fn manifest(
+    job: &Job,
+    request: &SubmitRequest,
+    code_sha256: String,
+    inputs: Vec<Input>,
+    limits: Limits,
+) -> Manifest {
+    Manifest {
+        job_id: job.id,
+        user_id: job.user_id,
+        tool: request.tool.clone(),
+        image: job.image.clone(),
+        command: request.command(),
+        code_key: keys::code(job.id),
+        code_sha256,
+        inputs,
+        limits,
     }
 }
 
@@ -338,43 +280,5 @@ mod tests {
         let paths: Vec<_> = inputs.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["inputs/a.csv", "inputs/b.csv"]);
         assert_eq!(inputs[0].key, "u/a.csv");
-    }
-
-    #[test]
-    fn the_sandbox_run_carries_the_code_inputs_environment_and_label() {
-        let inputs = unique_inputs([file("a.csv")]);
-        let manifest = Manifest {
-            job_id: Uuid::new_v4(),
-            user_id: Uuid::new_v4(),
-            tool: "python".into(),
-            image: "img".into(),
-            command: vec!["python3".into(), "/work/main.py".into()],
-            code_key: "k".into(),
-            code_sha256: "s".into(),
-            inputs,
-            limits: Limits::default(),
-        };
-        let spec = manifest.job_spec(
-            Bytes::from_static(b"code"),
-            vec![Bytes::from_static(b"1,2")],
-        );
-        assert_eq!(
-            spec.files[0],
-            ("main.py".to_string(), Bytes::from_static(b"code"))
-        );
-        assert_eq!(
-            spec.files[1],
-            ("inputs/a.csv".to_string(), Bytes::from_static(b"1,2"))
-        );
-        assert!(spec
-            .env
-            .contains(&("MECAPY_JOB_ID".to_string(), manifest.job_id.to_string())));
-        assert_eq!(
-            spec.labels,
-            [(JOB_LABEL.to_string(), manifest.job_id.to_string())]
-        );
-        assert_eq!(spec.limits, Limits::default());
-        let json = serde_json::to_value(&manifest).unwrap();
-        assert_eq!(serde_json::from_value::<Manifest>(json).unwrap(), manifest);
     }
 }

@@ -6,7 +6,7 @@
 use tokio_postgres::GenericClient;
 
 use crate::db::{self, files::FileRow, files::Stored};
-use crate::AppState;
+use crate::Context;
 use mecapy_domain::error::DomainError;
 
 /// Finalises `row` (pending or available) from its object.
@@ -15,7 +15,7 @@ use mecapy_domain::error::DomainError;
 /// reservation over), `PayloadTooLarge` when it exceeds the presigned limit (the object is then
 /// removed and the reservation dropped), and the storage's or database's own failures.
 pub async fn finalise(
-    state: &AppState,
+    state: &Context,
     db: &impl GenericClient,
     row: FileRow,
 ) -> Result<FileRow, DomainError> {
@@ -88,7 +88,7 @@ mod tests {
     /// The template cannot call [`object_created_pattern`]: its rule is checked against it.
     #[test]
     fn the_template_rule_matches_the_users_keys_only() {
-        let template = include_str!("../../template.yaml");
+        let template = include_str!("../../../template.yaml");
         let pattern = object_created_pattern("BUCKET");
         let prefixes: Vec<&str> = pattern["detail"]["object"]["key"]
             .as_array()

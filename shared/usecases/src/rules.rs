@@ -13,7 +13,7 @@ use crate::db::{self, files::FileRow, rules::Rule};
 use crate::events::FileUploaded;
 use crate::jobs::{submit, SubmitRequest};
 use crate::webhooks;
-use crate::AppState;
+use crate::Context;
 use mecapy_domain::error::DomainError;
 
 /// Rules one user may have.
@@ -66,7 +66,7 @@ impl RuleRequest {
     /// static validation, as `POST /compute` would refuse them.
     pub async fn check(
         &self,
-        state: &AppState,
+        state: &Context,
         db: &impl GenericClient,
         user_id: Uuid,
     ) -> Result<Checked, DomainError> {
@@ -212,7 +212,7 @@ pub struct Fired {
 /// Runs the user's matching rules for the uploaded file. Errors are transient (the database or
 /// storage down): the event is delivered again, and the jobs already created are found again.
 pub async fn fire(
-    state: &AppState,
+    state: &Context,
     db: &impl GenericClient,
     uploaded: &FileUploaded,
 ) -> Result<Fired, DomainError> {
@@ -248,7 +248,7 @@ pub async fn fire(
 }
 
 async fn fire_one(
-    state: &AppState,
+    state: &Context,
     db: &impl GenericClient,
     rule: &Rule,
     file: &FileRow,

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::keys;
-use super::stage::{StageDocument, StageFile, STAGE_VERSION};
-use crate::sandbox::archive::{Admit, OutputBudget};
-use crate::storage::PostPolicy;
+use crate::archive::{Admit, OutputBudget};
+use crate::stage::{StageDocument, StageFile, STAGE_VERSION};
+use mecapy_adapters::storage::PostPolicy;
+use mecapy_domain::keys;
 
 /// Where the task volume is mounted in every container of the task.
 pub const WORK_DIR: &str = "/work";
@@ -218,7 +218,7 @@ pub async fn fetch_document(
 /// Where a staged file goes: a safe relative path, outside the task's own files and the
 /// outputs.
 fn staged_path(work: &Path, file: &StageFile) -> Result<PathBuf, StageError> {
-    crate::sandbox::validate::relative_path(&file.path)
+    crate::validate::relative_path(&file.path)
         .map_err(|e| refuse(Refusal::Document, e.to_string()))?;
     let first = file.path.split('/').next().unwrap_or_default();
     if first == CONTROL_DIR || first == OUT_DIR {
@@ -367,7 +367,7 @@ fn output_files(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>, StageError> {
             if meta.file_type().is_dir() && depth < MAX_DEPTH {
                 walk(&path, &format!("{relative}/"), depth + 1, found)?;
             } else if meta.file_type().is_file()
-                && crate::sandbox::validate::relative_path(&relative).is_ok()
+                && crate::validate::relative_path(&relative).is_ok()
             {
                 found.push((relative, path, meta.len()));
             }

@@ -169,8 +169,8 @@ pub(super) fn kill_exec() -> ExecConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::restrictions::tests::off_default_limits;
-    use crate::sandbox::Limits;
+    use crate::restrictions::tests::off_default_limits;
+    use crate::Limits;
 
     fn spec(limits: Limits) -> JobSpec {
         JobSpec {

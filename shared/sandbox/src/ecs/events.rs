@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{SANDBOX_CONTAINER, STAGE_IN_CONTAINER, STAGE_OUT_CONTAINER};
-use crate::jobs::stager::Refusal;
-use crate::sandbox::Outcome;
+use crate::stager::Refusal;
+use crate::Outcome;
 
 /// The reason `StopTask` is given when a job reaches its wall-clock limit.
 pub const TIMEOUT_REASON: &str = "mecapy: the job reached its wall-clock limit";

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::events::TIMEOUT_REASON;
 use super::{container_override, started_by, STAGE_IN_CONTAINER, STAGE_OUT_CONTAINER};
-use crate::jobs::spec::JOB_LABEL;
-use crate::sandbox::Restrictions;
+use crate::manifest::JOB_LABEL;
+use crate::Restrictions;
 
 /// The stage document's presigned URL, as the staging containers find it.
 pub const STAGE_URL_ENV: &str = "MECAPY_STAGE_URL";

@@ -3,8 +3,8 @@
 //! no container; what ECS does with these fields is the sandbox tests' subject on Docker, whose
 //! mapping is tested field by field against the same values (`sandbox::config`).
 
-use mecapy_shared::sandbox::ecs::{self, EcsLauncher, LaunchError, Launched, TaskRequest};
-use mecapy_shared::sandbox::{Limits, Restrictions};
+use mecapy_sandbox::ecs::{self, EcsLauncher, LaunchError, Launched, TaskRequest};
+use mecapy_sandbox::{Limits, Restrictions};
 use mecapy_testkit::moto::{cluster_with_instance, ecs_call, ecs_client, register};
 use serde_json::json;
 use uuid::Uuid;
@@ -54,19 +54,41 @@ async fn the_sandbox_task_definition_is_accepted_and_keeps_every_restriction() {
     assert_eq!(c["mountPoints"][0]["containerPath"], "/work");
 }
 
+/// A moto cluster with one instance, the default restrictions' task definition registered, and
+/// a launcher on that cluster.
+struct Cluster {
+    cluster: String,
+    r: Restrictions,
+    family: String,
+    launcher: EcsLauncher,
+}
+
+impl Cluster {
+    async fn new() -> Cluster {
+        let cluster = cluster_with_instance().await;
+        let r = Restrictions::of(&Limits::default());
+        let family = register(&r).await;
+        let launcher = EcsLauncher::with_client(ecs_client().await, &cluster);
+        Cluster {
+            cluster,
+            r,
+            family,
+            launcher,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_job_task_starts_once_with_its_overrides_and_tag_and_stops_at_its_limit() {
-    let cluster = cluster_with_instance().await;
-    let r = Restrictions::of(&Limits::default());
-    let family = register(&r).await;
-    let launcher = EcsLauncher::with_client(ecs_client().await, &cluster);
+    let c = Cluster::new().await;
+    let (cluster, r, family, launcher) = (&c.cluster, &c.r, &c.family, &c.launcher);
     let job = Uuid::new_v4();
     let command = vec!["python3".to_string(), "/work/main.py".to_string()];
     let env = vec![("MECAPY_JOB_ID".to_string(), job.to_string())];
     let request = TaskRequest {
         job,
-        task_definition: &family,
-        restrictions: &r,
+        task_definition: family,
+        restrictions: r,
         command: &command,
         env: &env,
         stage_url: "http://127.0.0.1:4566/bucket/jobs/x/stage.json?X-Amz-Signature=0",
@@ -107,21 +129,13 @@ async fn a_job_task_starts_once_with_its_overrides_and_tag_and_stops_at_its_limi
             .clone()
     };
     let sandbox = of("sandbox");
-    assert_eq!(
-        sandbox["command"],
-        json!([
-            "/bin/sh",
-            "-c",
-            "exec \"$@\" >/work/.mecapy/stdout 2>/work/.mecapy/stderr",
-            "sh",
-            "timeout",
-            "-s",
-            "KILL",
-            "30.000",
-            "python3",
-            "/work/main.py"
-        ])
-    );
+    // The job's command under `timeout` (its 30 s limit), its output sent to the work volume.
+    let shell = "exec \"$@\" >/work/.mecapy/stdout 2>/work/.mecapy/stderr";
+    let mut expected = vec![
+        "/bin/sh", "-c", shell, "sh", "timeout", "-s", "KILL", "30.000",
+    ];
+    expected.extend(command.iter().map(String::as_str));
+    assert_eq!(sandbox["command"], json!(expected));
     assert_eq!(
         sandbox["environment"],
         json!([{"name": "MECAPY_JOB_ID", "value": job.to_string()}])
@@ -155,15 +169,13 @@ async fn a_job_task_starts_once_with_its_overrides_and_tag_and_stops_at_its_limi
 #[tokio::test]
 async fn no_room_on_the_cluster_is_no_capacity_and_a_wrong_cluster_is_refused() {
     // One instance: tasks are placed until its CPU and memory are taken, then ECS has no room.
-    let cluster = cluster_with_instance().await;
-    let r = Restrictions::of(&Limits::default());
-    let family = register(&r).await;
-    let launcher = EcsLauncher::with_client(ecs_client().await, &cluster);
+    let c = Cluster::new().await;
+    let (r, family, launcher) = (&c.r, &c.family, &c.launcher);
     let command = vec!["true".to_string()];
     let request = |job| TaskRequest {
         job,
-        task_definition: &family,
-        restrictions: &r,
+        task_definition: family,
+        restrictions: r,
         command: &command,
         env: &[],
         stage_url: "http://127.0.0.1:4566/x",

@@ -2,13 +2,13 @@
 //! `shared::sandbox::ecs::task_definition` builds for the default limits: one place decides the
 //! restrictions, the template only repeats them, and this keeps the two from drifting apart.
 
-use mecapy_shared::sandbox::ecs;
-use mecapy_shared::sandbox::{Limits, Restrictions};
+use mecapy_sandbox::ecs;
+use mecapy_sandbox::{Limits, Restrictions};
 use serde_json::Value;
 
 /// The text of the template's `PythonTaskDefinition` resource.
 fn python_task_definition() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
     let template = std::fs::read_to_string(path).expect("template.yaml");
     let start = template
         .find("\n  PythonTaskDefinition:\n")

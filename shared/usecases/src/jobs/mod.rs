@@ -2,10 +2,7 @@
 //! keys and the queue messages are the domain's (`mecapy_domain`).
 
 pub mod spec;
-pub mod stage;
-pub mod stager;
 pub mod submit;
 pub use mecapy_domain::job::JobStatus;
 pub use mecapy_domain::{keys, messages};
 pub use spec::{Input, Manifest, SubmitRequest};
-pub use stage::StageDocument;

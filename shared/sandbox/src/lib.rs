@@ -1,4 +1,5 @@
-//! The compute sandbox: a container-runtime trait and its Docker implementation.
+//! The compute sandbox: a container-runtime trait and its Docker and ECS implementations, the
+//! job's manifest and the stage protocol (`stage`, `stager`) a task's files travel by.
 //!
 //! A job is a command run in a container image with a few input files under `/work`. The
 //! sandbox is what stands between user code and the host: no network, a memory limit with no
@@ -21,6 +22,9 @@ mod restrictions;
 pub(crate) mod validate;
 
 pub mod ecs;
+pub mod manifest;
+pub mod stage;
+pub mod stager;
 
 use std::time::Duration;
 

@@ -22,6 +22,169 @@ pub struct OidcConfig {
     pub jwks_refetch_interval: Duration,
 }
 
+/// What the HTTP edge itself reads: every HTTP function has it.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Origins allowed by CORS (`ALLOWED_ORIGINS`); requests from other origins get no CORS
+    /// headers.
+    pub allowed_origins: Vec<String>,
+    /// Largest JSON body accepted by any route (`MAX_JSON_BYTES`).
+    pub max_json_bytes: usize,
+}
+
+/// The login flow's settings: `login` issues the signed `state`, `callback` verifies it.
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// Redirect URIs `login` may send the browser back to; the first is the default
+    /// (`ALLOWED_REDIRECT_URIS`).
+    pub allowed_redirect_uris: Vec<String>,
+    /// Key that signs the login `state` so `callback` can verify it without storage
+    /// (`STATE_SECRET`, at least 32 bytes).
+    pub state_secret: Vec<u8>,
+    /// How long a login attempt (`state`) stays valid (`LOGIN_TTL_SECONDS`).
+    pub ttl: Duration,
+}
+
+/// Reads typed variables through a lookup; every error names its variable.
+struct Env<L>(L);
+
+impl<L: Fn(&str) -> Option<String>> Env<L> {
+    /// The trimmed value, `None` when unset or blank.
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: format!("{v:?} is not a whole number"),
+            }),
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.number(name, default).map(Duration::from_secs)
+    }
+
+    /// A comma-separated list, at least one item.
+    fn list(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
+        let items: Vec<String> = self
+            .required(name)?
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if items.is_empty() {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "the list is empty".into(),
+            });
+        }
+        Ok(items)
+    }
+
+    /// `true` or `false`, `false` when unset.
+    fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.optional(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("{other:?} is neither true nor false"),
+            }),
+        }
+    }
+
+    /// A secret of at least 32 bytes.
+    fn secret(&self, name: &'static str) -> Result<Option<Vec<u8>>, ConfigError> {
+        let secret = self.optional(name).map(String::into_bytes);
+        if secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "must be at least 32 bytes".into(),
+            });
+        }
+        Ok(secret)
+    }
+
+    fn url(&self, name: &'static str, value: &str) -> Result<(), ConfigError> {
+        url::Url::parse(value)
+            .map(drop)
+            .map_err(|e| ConfigError::Invalid {
+                name,
+                reason: format!("{value:?}: {e}"),
+            })
+    }
+}
+
+impl EdgeConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        Ok(EdgeConfig {
+            allowed_origins: env.list("ALLOWED_ORIGINS")?,
+            max_json_bytes: env.number("MAX_JSON_BYTES", 256 * 1024)? as usize,
+        })
+    }
+}
+
+impl OidcConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let issuer = env
+            .required("OIDC_ISSUER")?
+            .trim_end_matches('/')
+            .to_string();
+        env.url("OIDC_ISSUER", &issuer)?;
+        let client_id = env.required("OIDC_CLIENT_ID")?;
+        Ok(OidcConfig {
+            issuer,
+            audience: env
+                .optional("OIDC_AUDIENCE")
+                .unwrap_or_else(|| client_id.clone()),
+            client_id,
+            leeway: env.seconds("OIDC_LEEWAY_SECONDS", 30)?,
+            jwks_refetch_interval: env.seconds("JWKS_REFETCH_INTERVAL_SECONDS", 10)?,
+        })
+    }
+}
+
+impl LoginConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let allowed_redirect_uris = env.list("ALLOWED_REDIRECT_URIS")?;
+        for uri in &allowed_redirect_uris {
+            env.url("ALLOWED_REDIRECT_URIS", uri)?;
+        }
+        Ok(LoginConfig {
+            allowed_redirect_uris,
+            state_secret: env
+                .secret("STATE_SECRET")?
+                .ok_or(ConfigError::Missing("STATE_SECRET"))?,
+            ttl: env.seconds("LOGIN_TTL_SECONDS", 600)?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DATABASE_URL`, with its `sslmode` and `sslrootcert` ([`Config::database`] reads it).
@@ -32,22 +195,14 @@ pub struct Config {
     pub database_ca_cert: Option<String>,
     pub upload_bucket: String,
     pub oidc: OidcConfig,
-    /// Origins allowed by CORS; requests from other origins get no CORS headers.
-    pub allowed_origins: Vec<String>,
-    /// Redirect URIs `login` may send the browser back to; the first is the default.
-    pub allowed_redirect_uris: Vec<String>,
-    /// Key that signs the login `state` so `callback` can verify it without storage.
-    pub state_secret: Vec<u8>,
-    /// How long a login attempt (`state`) stays valid.
-    pub login_ttl: Duration,
+    /// What the HTTP edge reads (CORS, the JSON body limit).
+    pub edge: EdgeConfig,
     /// Largest file accepted through `POST /files` (the body must stay under Lambda's 6 MB).
     pub max_upload_bytes: u64,
     /// Largest file accepted through a presigned upload.
     pub max_presigned_bytes: u64,
     /// Lifetime of presigned PUT and GET URLs.
     pub presign_ttl: Duration,
-    /// Largest JSON body accepted by any route.
-    pub max_json_bytes: usize,
     /// Largest code a job may submit.
     pub max_code_bytes: usize,
     /// The stack's EventBridge bus (`EVENT_BUS_NAME`): where the outbox's events are published.
@@ -144,62 +299,11 @@ impl Config {
 
     /// Reads the configuration through `lookup`, so tests can supply their own values.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            lookup(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match lookup(name).filter(|v| !v.trim().is_empty()) {
-                None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
-                    name,
-                    reason: format!("{v:?} is not a whole number"),
-                }),
-            }
-        };
-        let list = |name: &'static str| -> Result<Vec<String>, ConfigError> {
-            let items: Vec<String> = required(name)?
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
-            if items.is_empty() {
-                return Err(ConfigError::Invalid {
-                    name,
-                    reason: "the list is empty".into(),
-                });
-            }
-            Ok(items)
-        };
+        let oidc = OidcConfig::from_lookup(&lookup)?;
+        let edge = EdgeConfig::from_lookup(&lookup)?;
+        let env = Env(lookup);
 
-        let issuer = required("OIDC_ISSUER")?.trim_end_matches('/').to_string();
-        url::Url::parse(&issuer).map_err(|e| ConfigError::Invalid {
-            name: "OIDC_ISSUER",
-            reason: e.to_string(),
-        })?;
-        let client_id = required("OIDC_CLIENT_ID")?;
-        let audience = lookup("OIDC_AUDIENCE")
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| client_id.clone());
-
-        let allowed_redirect_uris = list("ALLOWED_REDIRECT_URIS")?;
-        for uri in &allowed_redirect_uris {
-            url::Url::parse(uri).map_err(|e| ConfigError::Invalid {
-                name: "ALLOWED_REDIRECT_URIS",
-                reason: format!("{uri:?}: {e}"),
-            })?;
-        }
-
-        let state_secret = required("STATE_SECRET")?.into_bytes();
-        if state_secret.len() < 32 {
-            return Err(ConfigError::Invalid {
-                name: "STATE_SECRET",
-                reason: "must be at least 32 bytes".into(),
-            });
-        }
-
-        let max_upload_bytes = number("MAX_UPLOAD_BYTES", 4 * 1024 * 1024)?;
+        let max_upload_bytes = env.number("MAX_UPLOAD_BYTES", 4 * 1024 * 1024)?;
         // Multipart framing and API Gateway's base64 encoding must still fit in the payload.
         if max_upload_bytes == 0 || max_upload_bytes > LAMBDA_PAYLOAD_LIMIT * 3 / 4 - 64 * 1024 {
             return Err(ConfigError::Invalid {
@@ -212,36 +316,19 @@ impl Config {
         }
 
         // sslmode, the CA file and text: a mistake fails start-up, not the first query.
-        let database_url = required("DATABASE_URL")?;
-        let database_root_cert = lookup(tls::ROOT_CERT_VAR).filter(|v| !v.trim().is_empty());
-        let database_ca_cert = lookup(tls::CA_VAR).filter(|v| !v.trim().is_empty());
+        let database_url = env.required("DATABASE_URL")?;
+        let database_root_cert = env.optional(tls::ROOT_CERT_VAR);
+        let database_ca_cert = env.optional(tls::CA_VAR);
         database_config(
             &database_url,
             database_root_cert.as_deref(),
             database_ca_cert.as_deref(),
         )?;
 
-        let webhook_secret = lookup("WEBHOOK_SECRET")
-            .filter(|v| !v.trim().is_empty())
-            .map(String::into_bytes);
-        if webhook_secret.as_ref().is_some_and(|s| s.len() < 32) {
-            return Err(ConfigError::Invalid {
-                name: "WEBHOOK_SECRET",
-                reason: "must be at least 32 bytes".into(),
-            });
-        }
         let webhook_policy = TargetPolicy {
-            allow_http: match lookup("WEBHOOK_ALLOW_HTTP").as_deref().map(str::trim) {
-                None | Some("") | Some("false") => false,
-                Some("true") => true,
-                Some(other) => {
-                    return Err(ConfigError::Invalid {
-                        name: "WEBHOOK_ALLOW_HTTP",
-                        reason: format!("{other:?} is neither true nor false"),
-                    })
-                }
-            },
-            allowed_private: lookup("WEBHOOK_ALLOWED_PRIVATE")
+            allow_http: env.flag("WEBHOOK_ALLOW_HTTP")?,
+            allowed_private: env
+                .optional("WEBHOOK_ALLOWED_PRIVATE")
                 .unwrap_or_default()
                 .split(',')
                 .map(str::trim)
@@ -260,55 +347,41 @@ impl Config {
             database_url,
             database_root_cert,
             database_ca_cert,
-            upload_bucket: required("UPLOAD_BUCKET")?,
-            oidc: OidcConfig {
-                issuer,
-                client_id,
-                audience,
-                leeway: Duration::from_secs(number("OIDC_LEEWAY_SECONDS", 30)?),
-                jwks_refetch_interval: Duration::from_secs(number(
-                    "JWKS_REFETCH_INTERVAL_SECONDS",
-                    10,
-                )?),
-            },
-            allowed_origins: list("ALLOWED_ORIGINS")?,
-            allowed_redirect_uris,
-            state_secret,
-            login_ttl: Duration::from_secs(number("LOGIN_TTL_SECONDS", 600)?),
+            upload_bucket: env.required("UPLOAD_BUCKET")?,
+            oidc,
+            edge,
             max_upload_bytes,
-            max_presigned_bytes: number("MAX_PRESIGNED_BYTES", 5 * 1024 * 1024 * 1024)?,
-            presign_ttl: Duration::from_secs(number("PRESIGN_TTL_SECONDS", 900)?),
-            max_json_bytes: number("MAX_JSON_BYTES", 256 * 1024)? as usize,
-            max_code_bytes: number("MAX_CODE_BYTES", 128 * 1024)? as usize,
-            event_bus_name: lookup("EVENT_BUS_NAME")
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty()),
-            max_receives: number("MAX_RECEIVES", 3)?.clamp(1, 1000) as u32,
-            compute_image: lookup("COMPUTE_IMAGE")
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty()),
-            retry_base: Duration::from_secs(number("RETRY_BASE_SECONDS", 10)?.max(1)),
-            retry_max: Duration::from_secs(number("RETRY_MAX_SECONDS", 300)?.clamp(1, 43_199)),
+            max_presigned_bytes: env.number("MAX_PRESIGNED_BYTES", 5 * 1024 * 1024 * 1024)?,
+            presign_ttl: env.seconds("PRESIGN_TTL_SECONDS", 900)?,
+            max_code_bytes: env.number("MAX_CODE_BYTES", 128 * 1024)? as usize,
+            event_bus_name: env.optional("EVENT_BUS_NAME"),
+            max_receives: env.number("MAX_RECEIVES", 3)?.clamp(1, 1000) as u32,
+            compute_image: env.optional("COMPUTE_IMAGE"),
+            retry_base: Duration::from_secs(env.number("RETRY_BASE_SECONDS", 10)?.max(1)),
+            retry_max: Duration::from_secs(env.number("RETRY_MAX_SECONDS", 300)?.clamp(1, 43_199)),
             dispatch_lease_margin: Duration::from_secs(
-                number("DISPATCH_LEASE_MARGIN_SECONDS", 60)?.max(5),
+                env.number("DISPATCH_LEASE_MARGIN_SECONDS", 60)?.max(5),
             ),
-            dispatch_concurrency: match number("DISPATCH_CONCURRENCY", 0)? {
+            dispatch_concurrency: match env.number("DISPATCH_CONCURRENCY", 0)? {
                 0 => None,
                 n => Some(n.min(64) as usize),
             },
-            max_attempts: number("MAX_ATTEMPTS", 3)?.clamp(1, 100) as u32,
-            compute_queue_url: lookup("COMPUTE_QUEUE_URL").filter(|v| !v.trim().is_empty()),
+            max_attempts: env.number("MAX_ATTEMPTS", 3)?.clamp(1, 100) as u32,
+            compute_queue_url: env.optional("COMPUTE_QUEUE_URL"),
             sweep_idle_queued: Duration::from_secs(
-                number("SWEEP_IDLE_QUEUED_SECONDS", 120)?.max(10),
+                env.number("SWEEP_IDLE_QUEUED_SECONDS", 120)?.max(10),
             ),
-            sweep_interval: Duration::from_secs(number("SWEEP_INTERVAL_SECONDS", 60)?.clamp(5, 60)),
-            ecs: match lookup("COMPUTE_RUNTIME").as_deref().map(str::trim) {
-                None | Some("") | Some("docker") => None,
+            sweep_interval: Duration::from_secs(
+                env.number("SWEEP_INTERVAL_SECONDS", 60)?.clamp(5, 60),
+            ),
+            ecs: match env.optional("COMPUTE_RUNTIME").as_deref() {
+                None | Some("docker") => None,
                 Some("ecs") => Some(EcsConfig {
-                    cluster: required("ECS_CLUSTER")?.trim().to_string(),
-                    task_definition: required("ECS_TASK_DEFINITION")?.trim().to_string(),
+                    cluster: env.required("ECS_CLUSTER")?,
+                    task_definition: env.required("ECS_TASK_DEFINITION")?,
                     start_allowance: Duration::from_secs(
-                        number("ECS_START_ALLOWANCE_SECONDS", 600)?.clamp(30, 3600),
+                        env.number("ECS_START_ALLOWANCE_SECONDS", 600)?
+                            .clamp(30, 3600),
                     ),
                 }),
                 Some(other) => {
@@ -318,9 +391,9 @@ impl Config {
                     })
                 }
             },
-            webhook_secret,
+            webhook_secret: env.secret("WEBHOOK_SECRET")?,
             webhook_policy,
-            webhooks_queue_url: lookup("WEBHOOKS_QUEUE_URL").filter(|v| !v.trim().is_empty()),
+            webhooks_queue_url: env.optional("WEBHOOKS_QUEUE_URL"),
         })
     }
 }
@@ -390,8 +463,39 @@ mod tests {
         let cfg = load(&base()).unwrap();
         assert_eq!(cfg.oidc.issuer, "http://127.0.0.1:8180/realms/mecapy");
         assert_eq!(cfg.oidc.audience, "mecapy-api");
-        assert_eq!(cfg.allowed_redirect_uris.len(), 2);
+        let login = LoginConfig::from_lookup(|k| base().get(k).cloned()).unwrap();
+        assert_eq!(login.allowed_redirect_uris.len(), 2);
+        assert_eq!(login.ttl, Duration::from_secs(600));
         assert_eq!(cfg.max_upload_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn each_section_reads_only_its_own_variables() {
+        // api-docs: the edge's two variables, nothing else.
+        let only = |name: &str, value: &str| {
+            let (name, value) = (name.to_string(), value.to_string());
+            move |k: &str| (k == name).then(|| value.clone())
+        };
+        let edge = EdgeConfig::from_lookup(only("ALLOWED_ORIGINS", "http://a, http://b")).unwrap();
+        assert_eq!(edge.allowed_origins, ["http://a", "http://b"]);
+        assert_eq!(edge.max_json_bytes, 256 * 1024);
+        let err = EdgeConfig::from_lookup(|_| None).unwrap_err().to_string();
+        assert!(err.contains("ALLOWED_ORIGINS"), "{err}");
+
+        // The functions with a database need no login settings; login names what it lacks.
+        let mut vars = base();
+        vars.remove("STATE_SECRET");
+        vars.remove("ALLOWED_REDIRECT_URIS");
+        assert!(load(&vars).is_ok());
+        let err = LoginConfig::from_lookup(|k| vars.get(k).cloned())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ALLOWED_REDIRECT_URIS"), "{err}");
+        vars.insert("ALLOWED_REDIRECT_URIS", "http://x/cb".into());
+        let err = LoginConfig::from_lookup(|k| vars.get(k).cloned())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("STATE_SECRET"), "{err}");
     }
 
     #[test]
@@ -433,7 +537,7 @@ mod tests {
     fn short_state_secret_is_refused() {
         let mut vars = base();
         vars.insert("STATE_SECRET", "short".into());
-        assert!(load(&vars)
+        assert!(LoginConfig::from_lookup(|k| vars.get(k).cloned())
             .unwrap_err()
             .to_string()
             .contains("STATE_SECRET"));

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::restrictions::{CAPABILITIES_DROPPED, USER};
 use super::Restrictions;
-use crate::jobs::stager::streams_to_files;
+use crate::stager::streams_to_files;
 
 mod events;
 mod launch;
@@ -161,7 +161,7 @@ pub fn container_override(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::restrictions::tests::off_default_limits;
+    use crate::restrictions::tests::off_default_limits;
 
     /// Field by field: ECS is given exactly the [`Restrictions`] of the limits, the same values
     /// the Docker engine's configuration test checks.

@@ -1,15 +1,13 @@
 //! The staging containers of a job's ECS task: `stager stage-in` and `stager stage-out`, with
 //! the stage document's presigned URL in `MECAPY_STAGE_URL` and the task volume at `/work`;
 //! `stager hold` keeps that volume mounted for the task's life.
-//! Exit 0 when done, else the refusal's exit code (`mecapy_shared::jobs::stager::Refusal`).
+//! Exit 0 when done, else the refusal's exit code (`mecapy_sandbox::stager::Refusal`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use mecapy_shared::jobs::stager::{self, Refusal, StageError, WORK_DIR};
-use mecapy_shared::sandbox::ecs::{
-    HOLD_CONTAINER, STAGE_IN_CONTAINER, STAGE_OUT_CONTAINER, STAGE_URL_ENV,
-};
+use mecapy_sandbox::ecs::{HOLD_CONTAINER, STAGE_IN_CONTAINER, STAGE_OUT_CONTAINER, STAGE_URL_ENV};
+use mecapy_sandbox::stager::{self, Refusal, StageError, WORK_DIR};
 
 async fn run(mode: &str) -> Result<(), StageError> {
     let usage = |detail: String| StageError {
@@ -47,7 +45,7 @@ async fn run(mode: &str) -> Result<(), StageError> {
 }
 
 fn main() -> ExitCode {
-    mecapy_shared::telemetry::init("stager");
+    mecapy_adapters::telemetry::init("stager");
     let mode = std::env::args().nth(1).unwrap_or_default();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -12,7 +12,7 @@ use super::{keys, JobStatus, Manifest, SubmitRequest};
 use crate::db::{self, jobs::Job, jobs::NewJob};
 use crate::validation::{self, Policy};
 use crate::webhooks;
-use crate::AppState;
+use crate::Context;
 use mecapy_domain::error::DomainError;
 
 /// The accepted job; `created` is false when a rule's job for this upload existed already.
@@ -25,7 +25,7 @@ pub struct Accepted {
 /// off) makes the acceptance idempotent: the second time, the existing job is answered (and its
 /// files written again while it is queued, in case the first attempt died before them).
 pub async fn submit(
-    state: &AppState,
+    state: &Context,
     db: &impl GenericClient,
     user_id: Uuid,
     request: &SubmitRequest,
@@ -92,7 +92,7 @@ pub async fn submit(
         (None, None) => return Err(DomainError::Internal("inserted job not returned".into())),
     };
 
-    let manifest = Manifest::new(&job, request, code_sha256, inputs, limits);
+    let manifest = super::spec::manifest(&job, request, code_sha256, inputs, limits);
     // The code first, the manifest last: the manifest's creation dispatches the job.
     if let Err(e) = write_job_files(state, &manifest, code).await {
         if created {
@@ -107,7 +107,7 @@ pub async fn submit(
 
 /// The code kept in one of the user's files (available, within the size limit, UTF-8).
 pub async fn read_code_file(
-    state: &AppState,
+    state: &Context,
     db: &impl GenericClient,
     user_id: Uuid,
     file_id: Uuid,
@@ -143,7 +143,7 @@ pub fn check_code(code: &str, allowed_imports: &[String]) -> Result<(), DomainEr
 }
 
 async fn write_job_files(
-    state: &AppState,
+    state: &Context,
     manifest: &Manifest,
     code: String,
 ) -> Result<(), DomainError> {

@@ -7,9 +7,11 @@
 
 use std::time::Duration;
 
-use mecapy_shared::jobs::{keys, Input, Manifest, StageDocument};
-use mecapy_shared::sandbox::Limits;
-use mecapy_shared::storage::{PostPolicy, Storage};
+use mecapy_adapters::storage::{PostPolicy, Storage};
+use mecapy_domain::{job::Input, keys};
+use mecapy_sandbox::manifest::Manifest;
+use mecapy_sandbox::stage::StageDocument;
+use mecapy_sandbox::Limits;
 use sha2::{Digest, Sha256};
 
 async fn storage() -> Storage {

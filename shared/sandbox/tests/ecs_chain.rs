@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
-use mecapy_shared::jobs::keys;
-use mecapy_shared::jobs::stager::StagedReport;
-use mecapy_shared::sandbox::ecs::TaskEnd;
-use mecapy_shared::sandbox::{Limits, Outcome};
+use mecapy_domain::keys;
+use mecapy_sandbox::ecs::TaskEnd;
+use mecapy_sandbox::stager::StagedReport;
+use mecapy_sandbox::{Limits, Outcome};
 use mecapy_testkit::ecs_task::LocalEcs;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -23,7 +23,7 @@ fn sha(b: &[u8]) -> String {
 }
 
 async fn chain() -> LocalEcs {
-    mecapy_shared::telemetry::init("ecs-chain-test");
+    mecapy_adapters::telemetry::init("ecs-chain-test");
     LocalEcs::connect().await
 }
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::keys;
-use super::spec::{Manifest, CODE_PATH};
-use crate::storage::{PostPolicy, Storage, StorageError};
+use crate::manifest::{Manifest, CODE_PATH};
+use mecapy_adapters::storage::{PostPolicy, Storage, StorageError};
+use mecapy_domain::keys;
 
 pub const STAGE_VERSION: u32 = 1;
 
