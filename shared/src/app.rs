@@ -1,23 +1,25 @@
 //! The state an API function builds once per cold start: the use cases' [`Context`] (the
-//! configuration, the pool, S3, the bus), and the edge's own: the OIDC client, the key cache
-//! and, for `callback`, the login flow's settings.
+//! configuration, the pool, S3, the bus), and the edge's own: its CORS and body settings, the
+//! OIDC client, the key cache and, for `callback`, the login flow's settings. Queue consumers
+//! build a [`Context`] alone.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use lambda_http::Request;
-use mecapy_usecases::config::{Config, LoginConfig};
+use mecapy_usecases::config::{EdgeConfig, LoginConfig, OidcConfig};
 pub use mecapy_usecases::{Context, StartupError};
 
 use crate::auth::{self, Claims, OidcClient, TokenValidator};
 use crate::db::{self, users::User, DbError};
 use crate::http::{ApiError, RequestMeta};
-use crate::storage::Storage;
 
 /// Cheap to clone: every field is a handle. Dereferences to its [`Context`].
 #[derive(Clone)]
 pub struct AppState {
     pub context: Context,
+    /// What the edge reads (CORS, the JSON body limit).
+    pub edge: Arc<EdgeConfig>,
     pub oidc: Arc<OidcClient>,
     pub tokens: Arc<TokenValidator>,
     /// The login flow's settings, for the one function with a database that needs them
@@ -41,28 +43,30 @@ impl DerefMut for AppState {
 
 impl AppState {
     pub async fn from_env() -> Result<Self, StartupError> {
-        Ok(Self::of(Context::from_env().await?))
+        let edge = EdgeConfig::from_env()?;
+        let oidc = OidcConfig::from_env()?;
+        Ok(Self::of(Context::from_env().await?, edge, oidc))
     }
 
-    /// Builds clients without contacting any service: a cold start never waits on one.
-    pub async fn new(config: Config) -> Result<Self, StartupError> {
-        Ok(Self::of(Context::new(config).await?))
-    }
-
-    /// With an S3 client built by the caller (tests point it at their own endpoint).
-    pub fn with_storage(config: Config, storage: Storage) -> Result<Self, StartupError> {
-        Ok(Self::of(Context::with_storage(config, storage)?))
-    }
-
-    /// The edge's part around a context: the identity provider the context's configuration names.
-    pub fn of(context: Context) -> Self {
-        let oidc = Arc::new(OidcClient::new(context.config.oidc.clone()));
+    /// The edge's part around a context: its settings and the identity provider it trusts.
+    pub fn of(context: Context, edge: EdgeConfig, oidc: OidcConfig) -> Self {
+        let oidc = Arc::new(OidcClient::new(oidc));
         let tokens = Arc::new(TokenValidator::new(oidc.clone()));
         AppState {
             context,
+            edge: Arc::new(edge),
             oidc,
             tokens,
             login: None,
+        }
+    }
+
+    /// A state whose context is `context` and whose edge is this one's (tests change the
+    /// configuration or a client).
+    pub fn with_context(&self, context: Context) -> Self {
+        AppState {
+            context,
+            ..self.clone()
         }
     }
 

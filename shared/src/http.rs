@@ -542,7 +542,7 @@ pub trait Edge: Clone {
 
 impl Edge for AppState {
     fn edge(&self) -> &EdgeConfig {
-        &self.config.edge
+        &self.edge
     }
 }
 

@@ -6,16 +6,16 @@ use std::future::Future;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::StreamExt;
 
-/// An SQS-fed function's whole `main`: its telemetry, its state from the environment (once per
+/// An SQS-fed function's whole `main`: its telemetry, its context from the environment (once per
 /// cold start) and the Lambda runtime calling `handler` for each batch.
 pub async fn run<F, Fut>(service: &'static str, handler: F) -> Result<(), lambda_http::Error>
 where
-    F: Fn(crate::AppState, SqsEvent) -> Fut + Send,
+    F: Fn(mecapy_usecases::Context, SqsEvent) -> Fut + Send,
     Fut: Future<Output = SqsBatchResponse> + Send,
 {
     use lambda_http::{lambda_runtime, LambdaEvent};
     crate::telemetry::init(service);
-    let state = crate::AppState::from_env().await?;
+    let state = mecapy_usecases::Context::from_env().await?;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| {
             let state = state.clone();
@@ -25,6 +25,24 @@ where
         },
     ))
     .await
+}
+
+/// [`handle`] for a function whose records write events: once the batch is handled, the events
+/// it recorded are published (what fails to go stays in the outbox for the sweep).
+pub async fn handle_and_publish<T, F, Fut>(
+    context: &mecapy_usecases::Context,
+    event: SqsEvent,
+    concurrency: usize,
+    what: &str,
+    handler: F,
+) -> SqsBatchResponse
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let response = handle(event, concurrency, what, handler).await;
+    context.publish_events().await;
+    response
 }
 
 /// Runs `handle` on each record, `concurrency` at a time; a record whose handling fails (its

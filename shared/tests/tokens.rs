@@ -28,7 +28,7 @@ async fn token_signed_by_provider_is_accepted() {
     let token = ctx.token_for("valid-user").await;
     let claims = ctx.state.tokens.validate(&token).await.unwrap();
     assert_eq!(claims.sub, "valid-user");
-    assert_eq!(claims.iss, ctx.config.oidc.issuer);
+    assert_eq!(claims.iss, ctx.oidc.issuer);
 }
 
 #[tokio::test]
@@ -158,7 +158,7 @@ async fn unknown_kid_and_tampered_payload_are_refused() {
 
 #[tokio::test]
 async fn unknown_kid_refetch_is_rate_limited() {
-    let ctx = TestContext::with(|c| c.oidc.jwks_refetch_interval = Duration::from_secs(60)).await;
+    let ctx = TestContext::with_oidc(|c| c.jwks_refetch_interval = Duration::from_secs(60)).await;
     ctx.state
         .tokens
         .validate(&ctx.token_for("warm").await)
@@ -180,7 +180,7 @@ async fn unknown_kid_refetch_is_rate_limited() {
 
 #[tokio::test]
 async fn key_rotation_is_accepted_without_restart() {
-    let ctx = TestContext::with(|c| c.oidc.jwks_refetch_interval = Duration::from_secs(1)).await;
+    let ctx = TestContext::with_oidc(|c| c.jwks_refetch_interval = Duration::from_secs(1)).await;
     let before = ctx.token_for("rotating-user").await;
     ctx.state.tokens.validate(&before).await.unwrap();
     let fetches = ctx.state.tokens.jwks_fetches();

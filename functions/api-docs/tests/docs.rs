@@ -19,7 +19,7 @@ async fn get(
             .insert(header::ACCEPT, accept.parse().unwrap());
     }
     api_docs::handle(
-        Arc::new(ctx.config.edge.clone()),
+        Arc::new(ctx.edge.clone()),
         Arc::new(api_docs::Docs::new()),
         req,
     )

@@ -19,7 +19,7 @@ pub async fn handle(state: AppState, req: Request) -> Result<Response<Body>, Inf
 
 async fn callback(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     http::require_method(&req, Method::POST)?;
-    let body: CallbackRequest = http::json_body(&req, state.config.edge.max_json_bytes)?;
+    let body: CallbackRequest = http::json_body(&req, state.edge.max_json_bytes)?;
     if body.code.is_empty() || body.code.len() > 4096 {
         return Err(ApiError::bad_field("code", "code is empty or too long"));
     }

@@ -10,11 +10,7 @@ use serde_json::{json, Value};
 
 /// `login`'s own state, from the same settings as the test's.
 fn login_state(ctx: &TestContext) -> login::LoginState {
-    login::LoginState::new(
-        ctx.config.edge.clone(),
-        ctx.login.clone(),
-        ctx.state.oidc.clone(),
-    )
+    login::LoginState::new(ctx.edge.clone(), ctx.login.clone(), ctx.state.oidc.clone())
 }
 
 async fn start_login(ctx: &TestContext) -> Value {
@@ -336,7 +332,7 @@ async fn versioned_accept_header_is_honoured() {
 #[tokio::test]
 async fn cors_is_restricted_to_configured_origins_and_security_headers_are_set() {
     let ctx = TestContext::new().await;
-    let allowed = &ctx.config.edge.allowed_origins[0];
+    let allowed = &ctx.edge.allowed_origins[0];
     let mut req = json_request(Method::POST, "/auth/login", None, &json!({}));
     req.headers_mut()
         .insert(header::ORIGIN, allowed.parse().unwrap());
@@ -384,8 +380,8 @@ async fn cors_is_restricted_to_configured_origins_and_security_headers_are_set()
 
 #[tokio::test]
 async fn provider_down_is_503_not_500() {
-    let ctx = TestContext::with(|c| {
-        c.oidc.issuer = "http://127.0.0.1:9/realms/mecapy".into();
+    let ctx = TestContext::with_oidc(|c| {
+        c.issuer = "http://127.0.0.1:9/realms/mecapy".into();
     })
     .await;
     let r = login::handle(

@@ -13,7 +13,7 @@ use mecapy_shared::db::{self, jobs::Job};
 use mecapy_shared::jobs::{keys, JobStatus};
 use uuid::Uuid;
 
-use crate::run::{job_timeout, StoredOutcome, MAX_MANIFEST_BYTES};
+use crate::run::{job_timeout, StoredOutcome};
 use crate::{DispatchError, Dispatcher};
 
 /// A stage document's URLs stay valid this long beyond the job's lease.
@@ -174,16 +174,9 @@ impl Dispatcher {
     }
 
     async fn staged_report(&self, job: Uuid) -> Result<Option<StagedReport>, DispatchError> {
-        let Some(bytes) = self
-            .state
-            .storage
-            .get(&keys::staged(job), MAX_MANIFEST_BYTES)
+        self.stored_json(&keys::staged(job))
             .await?
-        else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
+            .transpose()
             .map_err(|e| DispatchError::Permanent(format!("stage-out's report is unreadable: {e}")))
     }
 }

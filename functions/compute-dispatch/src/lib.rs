@@ -29,7 +29,7 @@ use mecapy_sandbox::ContainerRuntime;
 use mecapy_shared::db::DbError;
 use mecapy_shared::jobs::{keys, messages};
 use mecapy_shared::storage::StorageError;
-use mecapy_shared::AppState;
+use mecapy_usecases::Context;
 use uuid::Uuid;
 
 pub use ecs::EcsCompute;
@@ -99,7 +99,7 @@ pub enum Compute {
 }
 
 pub struct Dispatcher {
-    pub state: AppState,
+    pub state: Context,
     pub compute: Compute,
     /// Shortens the wait before a failed record's next delivery (none: the queue's visibility).
     pub retries: Option<RetryBackoff>,
@@ -112,12 +112,12 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// A dispatcher without queues (retries at the queue's visibility timeout, a
     /// sweep that only reports), running `concurrency` records at once.
-    pub fn new(state: AppState, runtime: Arc<dyn ContainerRuntime>, concurrency: usize) -> Self {
+    pub fn new(state: Context, runtime: Arc<dyn ContainerRuntime>, concurrency: usize) -> Self {
         Self::on(state, Compute::Engine(runtime), concurrency)
     }
 
     /// The same, for jobs run by `compute`.
-    pub fn on(state: AppState, compute: Compute, concurrency: usize) -> Self {
+    pub fn on(state: Context, compute: Compute, concurrency: usize) -> Self {
         Dispatcher {
             state,
             compute,
@@ -130,7 +130,7 @@ impl Dispatcher {
     /// The compute queue comes from `COMPUTE_QUEUE_URL`, the concurrency from `DISPATCH_CONCURRENCY` or the
     /// engine's CPU count (two jobs per CPU at the default 0.5 CPU share).
     pub async fn from_env(
-        state: AppState,
+        state: Context,
         compute: Compute,
     ) -> Result<Self, mecapy_shared::app::StartupError> {
         let sqs = aws_sdk_sqs::Client::new(&state.aws().await);

@@ -8,7 +8,7 @@ use mecapy_sandbox::ecs::EcsLauncher;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     mecapy_shared::telemetry::init("compute-dispatch");
-    let state = mecapy_shared::AppState::from_env().await?;
+    let state = mecapy_usecases::Context::from_env().await?;
     let compute = match &state.config.ecs {
         Some(ecs) => Compute::Ecs(EcsCompute {
             launcher: EcsLauncher::new(&state.aws().await, &ecs.cluster),

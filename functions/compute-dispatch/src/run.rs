@@ -169,21 +169,24 @@ impl Dispatcher {
         &self,
         job_id: Uuid,
     ) -> Result<Option<StoredOutcome>, DispatchError> {
-        let Some(bytes) = self
-            .state
-            .storage
-            .get(&keys::outcome(job_id), MAX_MANIFEST_BYTES)
-            .await?
-        else {
-            return Ok(None);
-        };
-        match serde_json::from_slice(&bytes) {
-            Ok(outcome) => Ok(Some(outcome)),
-            Err(e) => {
+        match self.stored_json(&keys::outcome(job_id)).await? {
+            None => Ok(None),
+            Some(Ok(outcome)) => Ok(Some(outcome)),
+            Some(Err(e)) => {
                 tracing::warn!(%job_id, error = %e, "stored outcome unreadable: the job runs again");
                 Ok(None)
             }
         }
+    }
+
+    /// A small JSON document the dispatcher or a task stored (an outcome, a stage-out report):
+    /// `None` when absent, else whether it reads as a `T`.
+    pub(crate) async fn stored_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Result<T, serde_json::Error>>, DispatchError> {
+        let bytes = self.state.storage.get(key, MAX_MANIFEST_BYTES).await?;
+        Ok(bytes.map(|bytes| serde_json::from_slice(&bytes)))
     }
 
     /// running → the stored outcome's final state. While the database is down, keeps trying for
@@ -291,20 +294,14 @@ impl Dispatcher {
         })?;
         tracing::info!(job_id = %job.id, outcome = ?result.outcome, elapsed_ms = started.elapsed().as_millis() as u64, "job ran");
 
-        storage
-            .put(
-                &keys::stdout(job.id),
-                result.stdout.clone(),
-                "text/plain; charset=utf-8",
-            )
-            .await?;
-        storage
-            .put(
-                &keys::stderr(job.id),
-                result.stderr.clone(),
-                "text/plain; charset=utf-8",
-            )
-            .await?;
+        for (key, stream) in [
+            (keys::stdout(job.id), &result.stdout),
+            (keys::stderr(job.id), &result.stderr),
+        ] {
+            storage
+                .put(&key, stream.clone(), "text/plain; charset=utf-8")
+                .await?;
+        }
         let mut outputs = Vec::with_capacity(result.outputs.len());
         for (name, data) in &result.outputs {
             storage

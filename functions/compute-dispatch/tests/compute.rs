@@ -41,7 +41,7 @@ async fn compute(max_receives: u32) -> Compute {
         panic!("Docker engine unavailable ({e}): start it with `infra/services.sh up`")
     });
     let dispatcher = Dispatcher {
-        state: ctx.state.clone(),
+        state: ctx.state.context.clone(),
         compute: compute_dispatch::Compute::Engine(Arc::new(runtime)),
         retries: None,
         compute_queue: None,
@@ -62,6 +62,17 @@ impl Compute {
     async fn submit(&self, token: &str, body: Value) -> lambda_http::Response<Body> {
         self.call(json_request(Method::POST, "/compute", Some(token), &body))
             .await
+    }
+
+    /// A token for `user` and the id of the python job of `code` it submitted.
+    async fn submitted(&self, user: &str, code: &str) -> (String, String) {
+        let token = self.ctx.token_for(user).await;
+        let id = job_id(
+            &self
+                .submit(&token, json!({"tool": "python", "code": code}))
+                .await,
+        );
+        (token, id)
     }
 
     async fn job(&self, token: &str, id: &str) -> Value {
@@ -369,11 +380,7 @@ async fn bad_submissions_get_clear_errors() {
 #[tokio::test]
 async fn cancelled_job_never_runs() {
     let c = compute(3).await;
-    let token = c.ctx.token_for("canceller").await;
-    let id = job_id(
-        &c.submit(&token, json!({"tool": "python", "code": "print('ran')"}))
-            .await,
-    );
+    let (token, id) = c.submitted("canceller", "print('ran')").await;
     let r = c
         .call(request(
             Method::DELETE,
@@ -408,11 +415,7 @@ async fn cancelled_job_never_runs() {
 #[tokio::test]
 async fn the_same_event_delivered_twice_runs_the_job_once() {
     let c = compute(3).await;
-    let token = c.ctx.token_for("twice").await;
-    let id = job_id(
-        &c.submit(&token, json!({"tool": "python", "code": "print('once')"}))
-            .await,
-    );
+    let (token, id) = c.submitted("twice", "print('once')").await;
     let batch = c.queues.batch_with(&id, Duration::from_secs(60)).await;
     let first = c.dispatcher.handle(batch.clone()).await.unwrap();
     let second = c.dispatcher.handle(batch.clone()).await.unwrap();
@@ -436,14 +439,7 @@ async fn endless_loop_times_out() {
     db::tools::set_timeout(&**c.ctx.db().await, "python", 2)
         .await
         .unwrap();
-    let token = c.ctx.token_for("looper").await;
-    let id = job_id(
-        &c.submit(
-            &token,
-            json!({"tool": "python", "code": "while True:\n    pass\n"}),
-        )
-        .await,
-    );
+    let (token, id) = c.submitted("looper", "while True:\n    pass\n").await;
     let job = c.dispatch_until_final(&token, &id).await;
     assert_eq!(job["status"], "timeout", "{job}");
     assert_eq!(job["limits"]["timeout_seconds"].as_f64(), Some(2.0));
@@ -452,14 +448,7 @@ async fn endless_loop_times_out() {
 #[tokio::test]
 async fn failing_code_is_failed_with_its_exit_code_and_stderr() {
     let c = compute(3).await;
-    let token = c.ctx.token_for("crasher").await;
-    let id = job_id(
-        &c.submit(
-            &token,
-            json!({"tool": "python", "code": "raise SystemExit(3)\n"}),
-        )
-        .await,
-    );
+    let (token, id) = c.submitted("crasher", "raise SystemExit(3)\n").await;
     let job = c.dispatch_until_final(&token, &id).await;
     assert_eq!(job["status"], "failed");
     assert_eq!(job["exit_code"], 3);
@@ -480,11 +469,7 @@ async fn failing_code_is_failed_with_its_exit_code_and_stderr() {
 #[tokio::test]
 async fn unreadable_manifest_is_a_permanent_error_and_acknowledged() {
     let c = compute(3).await;
-    let token = c.ctx.token_for("poisoner").await;
-    let id = job_id(
-        &c.submit(&token, json!({"tool": "python", "code": "print(1)"}))
-            .await,
-    );
+    let (token, id) = c.submitted("poisoner", "print(1)").await;
     // Overwrite the manifest with garbage: a second event for the same job.
     let key = format!("jobs/{id}/manifest.json");
     c.ctx
@@ -506,11 +491,7 @@ async fn unreadable_manifest_is_a_permanent_error_and_acknowledged() {
 #[tokio::test]
 async fn a_job_left_running_by_a_dead_dispatcher_is_claimed_again_after_its_lease() {
     let c = compute(3).await;
-    let token = c.ctx.token_for("abandoned").await;
-    let id = job_id(
-        &c.submit(&token, json!({"tool": "python", "code": "print('again')"}))
-            .await,
-    );
+    let (token, id) = c.submitted("abandoned", "print('again')").await;
     let uuid: uuid::Uuid = id.parse().unwrap();
     let client = c.ctx.state.db.get().await.unwrap();
     // A dispatcher claimed it and died: within its lease, a redelivery leaves it alone and asks
@@ -552,11 +533,7 @@ async fn a_job_left_running_by_a_dead_dispatcher_is_claimed_again_after_its_leas
 #[tokio::test]
 async fn a_job_abandoned_max_attempts_times_is_given_up() {
     let c = compute(3).await;
-    let token = c.ctx.token_for("abandoned-thrice").await;
-    let id = job_id(
-        &c.submit(&token, json!({"tool": "python", "code": "print('never')"}))
-            .await,
-    );
+    let (token, id) = c.submitted("abandoned-thrice", "print('never')").await;
     let uuid: uuid::Uuid = id.parse().unwrap();
     let client = c.ctx.state.db.get().await.unwrap();
     client

@@ -52,7 +52,7 @@ async fn ecs(max_receives: u32, cluster: Option<String>) -> Ecs {
         task_definition: family.clone(),
         start_allowance: Duration::from_secs(60),
     });
-    let dispatcher = Dispatcher::on(ctx.state.clone(), compute, 4);
+    let dispatcher = Dispatcher::on(ctx.state.context.clone(), compute, 4);
     let token = ctx.token_for("scientist").await;
     Ecs {
         ctx,

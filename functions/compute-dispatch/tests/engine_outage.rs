@@ -79,7 +79,7 @@ async fn setup(
         .await
         .expect("engine through the relay");
     let dispatcher = Dispatcher {
-        state: ctx.state.clone(),
+        state: ctx.state.context.clone(),
         compute: Compute::Engine(Arc::new(runtime)),
         retries: None,
         compute_queue: None,

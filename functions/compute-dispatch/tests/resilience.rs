@@ -15,8 +15,8 @@ use common::{get_compute, post_compute};
 use compute_dispatch::{ComputeQueue, Dispatcher, RetryBackoff};
 use lambda_http::http::StatusCode;
 use mecapy_sandbox::DockerRuntime;
-use mecapy_shared::AppState;
 use mecapy_testkit::{body_json, ComputeQueues, TcpRelay, TestContext};
+use mecapy_usecases::Context;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use uuid::Uuid;
@@ -68,8 +68,8 @@ async fn harness(user: &str, max_receives: u32, timeout_seconds: i32) -> Harness
 impl Harness {
     /// A dispatcher on `state` (this context's unless given), with the queues, a 1 s backoff and
     /// a lease margin of 5 s.
-    async fn dispatcher(&self, state: Option<AppState>) -> Dispatcher {
-        let state = state.unwrap_or_else(|| self.ctx.state.clone());
+    async fn dispatcher(&self, state: Option<Context>) -> Dispatcher {
+        let state = state.unwrap_or_else(|| self.ctx.state.context.clone());
         let runtime = DockerRuntime::connect().await.unwrap_or_else(|e| {
             panic!("Docker engine unavailable ({e}): start it with `infra/services.sh up`")
         });
@@ -498,7 +498,7 @@ async fn database_outage_during_a_burst(user: &str, outage: Duration) {
     config.database_url = relay.url_through(&config.database_url);
     config.dispatch_lease_margin = Duration::from_secs(5);
     config.sweep_idle_queued = Duration::from_secs(10);
-    let state = AppState::with_storage(config, h.ctx.state.storage.clone()).unwrap();
+    let state = Context::with_storage(config, h.ctx.state.storage.clone()).unwrap();
     let d = Arc::new(h.dispatcher(Some(state)).await);
     let runs = RunCounter::start().await;
 

@@ -66,7 +66,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 /// `POST /compute {tool, code | file_id, input_file_ids?, args?}` → 202.
 async fn submit(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
-    let body: SubmitRequest = http::json_body(&req, state.config.edge.max_json_bytes)?;
+    let body: SubmitRequest = http::json_body(&req, state.edge.max_json_bytes)?;
     let db = state.db.get().await.map_err(DbError::from)?;
     let job = jobs::submit::submit(&state, &**db, user.id, &body, None)
         .await?

@@ -39,7 +39,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 /// → 201.
 async fn create(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
-    let body: RuleRequest = http::json_body(&req, state.config.edge.max_json_bytes)?;
+    let body: RuleRequest = http::json_body(&req, state.edge.max_json_bytes)?;
     let mut db = state.db.get().await.map_err(DbError::from)?;
     let checked = body.check(&state, &**db, user.id).await?;
     let rule = db::rules::insert(
@@ -75,12 +75,21 @@ async fn list(state: AppState, req: Request) -> Result<Response<Body>, ApiError>
     Ok(http::json(StatusCode::OK, &Page::of("/rules", rules, n, 0)))
 }
 
+/// The caller's rule `id`; another user's is a 404, like a missing one.
+async fn owned(
+    db: &impl db::GenericClient,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<db::rules::Rule, ApiError> {
+    db::rules::get(db, user_id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such rule".into()))
+}
+
 async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
-    let rule = db::rules::get(&**db, user.id, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such rule".into()))?;
+    let rule = owned(&**db, user.id, id).await?;
     Ok(http::json(StatusCode::OK, &rule))
 }
 
@@ -88,9 +97,7 @@ async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, 
 async fn delete(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
-    let rule = db::rules::get(&**db, user.id, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such rule".into()))?;
+    let rule = owned(&**db, user.id, id).await?;
     if !db::rules::delete(&**db, user.id, id).await? {
         return Err(ApiError::NotFound("no such rule".into()));
     }

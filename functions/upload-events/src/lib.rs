@@ -15,7 +15,8 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use mecapy_shared::db::{self, files::FileRow, DbError};
 use mecapy_shared::http::error_chain;
-use mecapy_shared::{sqs_batch, storage, uploads, AppState};
+use mecapy_shared::{sqs_batch, storage, uploads};
+use mecapy_usecases::Context;
 use serde::Deserialize;
 use tokio_postgres::GenericClient;
 
@@ -42,17 +43,20 @@ pub enum Outcome {
 }
 
 /// Handles a batch; the records that should come back are its item failures.
-pub async fn handle(state: AppState, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(state: Context, event: SqsEvent) -> SqsBatchResponse {
     let state = &state;
-    let response = sqs_batch::handle(event, CONCURRENCY, "upload event", |message| async move {
-        handle_message(state, &message).await
-    })
-    .await;
-    state.publish_events().await;
-    response
+    // The events the records wrote (uploads finished, jobs queued) are published after.
+    sqs_batch::handle_and_publish(
+        state,
+        event,
+        CONCURRENCY,
+        "upload event",
+        |message| async move { handle_message(state, &message).await },
+    )
+    .await
 }
 
-async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<Outcome, String> {
+async fn handle_message(state: &Context, message: &SqsMessage) -> Result<Outcome, String> {
     let body = message.body.as_deref().unwrap_or_default();
     let outcome = match ObjectCreated::parse(body) {
         Ok(created) => handle_object(state, &created).await?,
@@ -66,7 +70,7 @@ async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<Outcom
 }
 
 /// One object's event: finalise its upload, leave it, or remove it as an orphan.
-pub async fn handle_object(state: &AppState, created: &ObjectCreated) -> Result<Outcome, String> {
+pub async fn handle_object(state: &Context, created: &ObjectCreated) -> Result<Outcome, String> {
     if created.bucket != state.storage.bucket() {
         return Ok(Outcome::Ignored(format!(
             "bucket {:?} is not the upload bucket",
@@ -120,11 +124,7 @@ pub async fn handle_object(state: &AppState, created: &ObjectCreated) -> Result<
     Ok(Outcome::Gone)
 }
 
-async fn finish(
-    state: &AppState,
-    db: &impl GenericClient,
-    row: FileRow,
-) -> Result<Outcome, String> {
+async fn finish(state: &Context, db: &impl GenericClient, row: FileRow) -> Result<Outcome, String> {
     if row.status == "available" {
         return Ok(Outcome::AlreadyAvailable);
     }

@@ -119,7 +119,7 @@ async fn a_presigned_upload_nobody_completes_becomes_available_from_its_event() 
 
     // The client stops here: no /complete. The object's event finishes the upload.
     let event = s.events_for(&[&key]).await;
-    let response = upload_events::handle(s.ctx.state.clone(), event.clone()).await;
+    let response = upload_events::handle(s.ctx.state.context.clone(), event.clone()).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let file = s.file(&token, &id).await;
     assert_eq!(file["status"], "available", "{file}");
@@ -130,7 +130,7 @@ async fn a_presigned_upload_nobody_completes_becomes_available_from_its_event() 
     assert_eq!(published[0]["detail-type"], "FileUploaded");
 
     // The same event again (SQS delivers at least once), then the late /complete: no change.
-    let response = upload_events::handle(s.ctx.state.clone(), event).await;
+    let response = upload_events::handle(s.ctx.state.context.clone(), event).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let r = call(
         &s.ctx.state,
@@ -202,11 +202,11 @@ async fn an_object_nobody_reserved_is_recorded_and_removed_and_the_rest_is_left_
     }
 
     // The database down: every real record comes back, nothing is removed.
-    let down = upload_events::handle(s.ctx.state_without_database(), event.clone()).await;
+    let down = upload_events::handle(s.ctx.state_without_database().context, event.clone()).await;
     assert_eq!(down.batch_item_failures.len(), event.records.len() - 2);
     assert!(s.ctx.state.storage.head(&stray).await.unwrap().is_some());
 
-    let response = upload_events::handle(s.ctx.state.clone(), event).await;
+    let response = upload_events::handle(s.ctx.state.context.clone(), event).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let storage = &s.ctx.state.storage;
     assert!(

@@ -8,24 +8,23 @@ use mecapy_shared::db::DbError;
 use mecapy_shared::events::{Event, FileUploaded};
 use mecapy_shared::http::error_chain;
 use mecapy_shared::rules::{self, Fired};
-use mecapy_shared::{sqs_batch, AppState};
+use mecapy_shared::sqs_batch;
+use mecapy_usecases::Context;
 
 /// Records of one batch handled at once.
 const CONCURRENCY: usize = 4;
 
 /// Handles a batch; the records that should come back are its item failures.
-pub async fn handle(state: AppState, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(state: Context, event: SqsEvent) -> SqsBatchResponse {
     let state = &state;
-    let response = sqs_batch::handle(event, CONCURRENCY, "upload", |message| async move {
+    // The events the records wrote (uploads finished, jobs queued) are published after.
+    sqs_batch::handle_and_publish(state, event, CONCURRENCY, "upload", |message| async move {
         handle_message(state, &message).await
     })
-    .await;
-    // The jobs' CalculationQueued events.
-    state.publish_events().await;
-    response
+    .await
 }
 
-async fn handle_message(state: &AppState, message: &SqsMessage) -> Result<Option<Fired>, String> {
+async fn handle_message(state: &Context, message: &SqsMessage) -> Result<Option<Fired>, String> {
     let uploaded = match uploaded(message.body.as_deref().unwrap_or_default()) {
         Ok(u) => u,
         Err(reason) => {

@@ -160,7 +160,7 @@ async fn a_matching_upload_runs_its_rule_once_even_when_its_event_comes_twice() 
         .clone();
     event.records.push(twice);
     for _ in 0..2 {
-        let response = upload_rules::handle(s.ctx.state.clone(), event.clone()).await;
+        let response = upload_rules::handle(s.ctx.state.context.clone(), event.clone()).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
     }
 
@@ -204,7 +204,7 @@ async fn a_matching_upload_runs_its_rule_once_even_when_its_event_comes_twice() 
     assert_eq!(r.status(), StatusCode::OK);
     let again = s.upload("mesure-3.csv", "text/csv", b"t,v\n").await;
     let event = s.uploaded_events(&[&again]).await;
-    let response = upload_rules::handle(s.ctx.state.clone(), event).await;
+    let response = upload_rules::handle(s.ctx.state.context.clone(), event).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(s.jobs().await.len(), 1);
     let r = s
@@ -282,7 +282,7 @@ async fn bad_rules_are_refused_and_a_rule_whose_code_stops_passing_is_disabled()
         .unwrap();
     let file = s.upload("data.csv", "text/csv", b"1\n").await;
     let event = s.uploaded_events(&[&file]).await;
-    let response = upload_rules::handle(s.ctx.state.clone(), event).await;
+    let response = upload_rules::handle(s.ctx.state.context.clone(), event).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let r = s
         .rules(Method::GET, &format!("/rules/{rule_id}"), None)

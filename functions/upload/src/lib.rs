@@ -111,7 +111,7 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
 /// `POST /files/presign {filename, content_type?, size?}` → a presigned PUT URL.
 async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
-    let body: PresignRequest = http::json_body(&req, state.config.edge.max_json_bytes)?;
+    let body: PresignRequest = http::json_body(&req, state.edge.max_json_bytes)?;
     let filename = FileName::parse(&body.filename)?;
     let content_type = match &body.content_type {
         Some(ct) => valid_content_type(ct)?,
@@ -155,14 +155,23 @@ async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiErr
     ))
 }
 
+/// The caller's file `id`; another user's is a 404, like a missing one.
+async fn owned(
+    db: &impl db::GenericClient,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<db::files::FileRow, ApiError> {
+    db::files::get(db, user_id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such file".into()))
+}
+
 /// `POST /files/{id}/complete`: records a presigned upload once its object exists (its S3 event
 /// may have done so already: then this only answers).
 async fn complete(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
-    let row = db::files::get(&**db, user.id, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+    let row = owned(&**db, user.id, id).await?;
     let done = uploads::finalise(&state, &**db, row).await?;
     drop(db);
     // A completion records the file's FileUploaded event: sent now.
@@ -174,9 +183,7 @@ async fn complete(state: AppState, req: Request, id: Uuid) -> Result<Response<Bo
 async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
-    let row = db::files::get(&**db, user.id, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+    let row = owned(&**db, user.id, id).await?;
     Ok(http::json(StatusCode::OK, &view(&state, row).await?))
 }
 

@@ -15,8 +15,9 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use mecapy_shared::db::{self, DbError};
 use mecapy_shared::events::Event;
 use mecapy_shared::http::error_chain;
+use mecapy_shared::sqs_batch;
 use mecapy_shared::webhooks::send::{self, Outcome};
-use mecapy_shared::{sqs_batch, AppState};
+use mecapy_usecases::Context;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -58,7 +59,7 @@ impl RetryQueue {
 }
 
 pub struct Webhooks {
-    pub state: AppState,
+    pub state: Context,
     /// None: a retry waits for the sweep.
     pub retries: Option<RetryQueue>,
 }

@@ -3,7 +3,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     mecapy_shared::telemetry::init("webhooks");
-    let state = mecapy_shared::AppState::from_env().await?;
+    let state = mecapy_usecases::Context::from_env().await?;
     let retries = match &state.config.webhooks_queue_url {
         Some(url) => Some(webhooks::RetryQueue::new(
             aws_sdk_sqs::Client::new(&state.aws().await),

@@ -34,7 +34,7 @@ async fn setup(user: &str) -> Setup {
     let sqs = ctx.sqs_client().await;
     let queue = ctx.webhooks_queue(&sqs, &ctx.queue_name("webhooks")).await;
     let webhooks = Webhooks {
-        state: ctx.state.clone(),
+        state: ctx.state.context.clone(),
         retries: Some(RetryQueue::new(sqs.clone(), &queue)),
     };
     let token = ctx.token_for(user).await;

@@ -218,7 +218,7 @@ pub async fn measure() {
     let mut state = ctx.state.clone();
     state.storage = Storage::new(&s3, &ctx.bucket);
     let mut dispatcher = Dispatcher::on(
-        state,
+        state.context,
         Compute::Ecs(EcsCompute {
             launcher: EcsLauncher::with_client(ecs_client, &cluster),
             task_definition: family,

@@ -133,11 +133,8 @@ async fn main() {
     }
     print_p50_p99("JWT validation, warm JWKS cache", samples, "p50 ≤ 50 µs");
 
-    let login_state = login::LoginState::new(
-        ctx.config.edge.clone(),
-        ctx.login.clone(),
-        ctx.state.oidc.clone(),
-    );
+    let login_state =
+        login::LoginState::new(ctx.edge.clone(), ctx.login.clone(), ctx.state.oidc.clone());
     let mut samples = Vec::with_capacity(300);
     for i in 0..301 {
         let req = json_request(Method::POST, "/auth/login", None, &serde_json::json!({}));
@@ -263,7 +260,7 @@ async fn compute(ctx: &TestContext, token: &str) {
 
     let queues = ctx.compute_queues(3, 30).await;
     let dispatcher = Arc::new(Dispatcher {
-        state: ctx.state.clone(),
+        state: ctx.state.context.clone(),
         compute: compute_dispatch::Compute::Engine(runtime.clone()),
         retries: None,
         compute_queue: None,

@@ -213,8 +213,7 @@ impl Storage {
         content_type: &str,
         ttl: Duration,
     ) -> Result<String, StorageError> {
-        let config =
-            PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Failed(e.to_string()))?;
+        let config = presigning(ttl)?;
         let req = self
             .client
             .put_object()
@@ -250,8 +249,7 @@ impl Storage {
             .map(|r| r.to_string())
             .ok_or_else(|| StorageError::Failed("no AWS region to sign for".into()))?;
         // The bucket's address: a presigned GET of the prefix, without the prefix and query.
-        let probe =
-            PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Failed(e.to_string()))?;
+        let probe = presigning(ttl)?;
         let probe = self
             .client
             .get_object()
@@ -281,8 +279,7 @@ impl Storage {
         filename: &str,
         ttl: Duration,
     ) -> Result<String, StorageError> {
-        let config =
-            PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Failed(e.to_string()))?;
+        let config = presigning(ttl)?;
         let disposition = attachment_disposition(filename);
         let req = self
             .client
@@ -295,6 +292,11 @@ impl Storage {
             .map_err(classify)?;
         Ok(req.uri().to_string())
     }
+}
+
+/// A presigned request's lifetime.
+fn presigning(ttl: Duration) -> Result<PresigningConfig, StorageError> {
+    PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Failed(e.to_string()))
 }
 
 /// `attachment; filename*=UTF-8''…` (RFC 6266, RFC 8187) with every byte outside `attr-char`

@@ -135,11 +135,18 @@ pub(super) fn job_config(
 /// with its container).
 pub(super) fn job_exec(spec: &JobSpec) -> ExecConfig {
     let r = Restrictions::of(&spec.limits);
+    let env = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    exec(r.timed(&spec.command), r.user, "/work", env)
+}
+
+/// An exec of `cmd` as `user` in `dir` with exactly `env`: its output attached, no stdin, no
+/// terminal, never privileged.
+fn exec(cmd: Vec<String>, user: &str, dir: &str, env: Vec<String>) -> ExecConfig {
     ExecConfig {
-        cmd: Some(r.timed(&spec.command)),
-        user: Some(r.user.into()),
-        working_dir: Some("/work".into()),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        cmd: Some(cmd),
+        user: Some(user.into()),
+        working_dir: Some(dir.into()),
+        env: Some(env),
         attach_stdin: Some(false),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
@@ -152,24 +159,14 @@ pub(super) fn job_exec(spec: &JobSpec) -> ExecConfig {
 /// Kills every process of the sandbox user in the container (`kill(-1)` spares the caller and
 /// PID 1), e.g. at the job's timeout.
 pub(super) fn kill_exec() -> ExecConfig {
-    ExecConfig {
-        cmd: Some(vec!["sh".into(), "-c".into(), "kill -KILL -1".into()]),
-        user: Some(USER.into()),
-        working_dir: Some("/".into()),
-        env: Some(vec![]),
-        attach_stdin: Some(false),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        tty: Some(false),
-        privileged: Some(false),
-        ..Default::default()
-    }
+    let cmd = vec!["sh".into(), "-c".into(), "kill -KILL -1".into()];
+    exec(cmd, USER, "/", vec![])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restrictions::tests::off_default_limits;
+    use crate::restrictions::tests::{off_default_limits, TIMED_MAIN};
     use crate::Limits;
 
     fn spec(limits: Limits) -> JobSpec {
@@ -231,17 +228,7 @@ mod tests {
 
         let exec = job_exec(&spec(limits));
         assert_eq!(exec.user.as_deref(), Some("1000:1000"));
-        assert_eq!(
-            exec.cmd.unwrap(),
-            [
-                "timeout",
-                "-s",
-                "KILL",
-                "30.000",
-                "python3",
-                "/work/main.py"
-            ]
-        );
+        assert_eq!(exec.cmd.unwrap(), TIMED_MAIN);
         assert_eq!(exec.env.unwrap(), ["A=b"]);
         assert_eq!(exec.privileged, Some(false));
     }

@@ -137,6 +137,17 @@ impl Restrictions {
 pub(crate) mod tests {
     use super::*;
 
+    /// The command of a `python3 /work/main.py` job under the default 30 s wall clock, as both
+    /// runtimes run it.
+    pub(crate) const TIMED_MAIN: [&str; 6] = [
+        "timeout",
+        "-s",
+        "KILL",
+        "30.000",
+        "python3",
+        "/work/main.py",
+    ];
+
     /// Limits off their defaults wherever the runtimes translate them: the Docker and the ECS
     /// mapping tests check their translations of these same values.
     pub(crate) fn off_default_limits() -> Limits {

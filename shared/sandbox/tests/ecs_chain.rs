@@ -79,9 +79,9 @@ async fn the_chain_stages_in_runs_without_network_and_stores_within_the_caps() {
         stderr_max_bytes: 4,
         ..Limits::default()
     };
-    let manifest = chain.job(JOB, "data.csv", b"a,b\n1,2\n3,4\n", limits).await;
-    let job = manifest.job_id;
-    let end = chain.run(&manifest, Duration::from_secs(300), None).await;
+    let (job, end) = chain
+        .job_ended(JOB, "data.csv", b"a,b\n1,2\n3,4\n", limits)
+        .await;
     assert!(
         matches!(
             end,
@@ -249,17 +249,17 @@ os.symlink("/", "/work/out")
 shutil.rmtree("/work/.mecapy", ignore_errors=True)
 os.symlink("/proc/1", "/work/.mecapy")
 "#;
-    let manifest = chain.job(code, "data.csv", b"a\n", Limits::default()).await;
-    let job = manifest.job_id;
-    let end = chain.run(&manifest, Duration::from_secs(300), None).await;
+    let (job, end) = chain
+        .job_ended(code, "data.csv", b"a\n", Limits::default())
+        .await;
     // The marker went with the directory: stage-out refuses rather than store anything.
     assert_refused(&chain, job, &end, &["never staged"]).await;
 
     // The outputs directory alone: the job's streams are stored, no output.
     let code = "import os, shutil\nprint('replaced')\nshutil.rmtree('/work/out')\nos.symlink('/', '/work/out')\n";
-    let manifest = chain.job(code, "data.csv", b"a\n", Limits::default()).await;
-    let job = manifest.job_id;
-    let end = chain.run(&manifest, Duration::from_secs(300), None).await;
+    let (job, end) = chain
+        .job_ended(code, "data.csv", b"a\n", Limits::default())
+        .await;
     assert!(
         matches!(
             end,

@@ -180,6 +180,20 @@ impl LocalEcs {
 
     /// Writes the job's stage document, waits `before` (if any), then runs its task: the task's
     /// end as ECS reports it.
+    /// A job of `code` with one input, run at once with URLs valid for 5 minutes: its id and
+    /// how its task ended.
+    pub async fn job_ended(
+        &self,
+        code: &str,
+        input_name: &str,
+        input: &[u8],
+        limits: Limits,
+    ) -> (Uuid, TaskEnd) {
+        let manifest = self.job(code, input_name, input, limits).await;
+        let end = self.run(&manifest, Duration::from_secs(300), None).await;
+        (manifest.job_id, end)
+    }
+
     pub async fn run(
         &self,
         manifest: &Manifest,

@@ -12,9 +12,10 @@ use lambda_http::http::{header, Method};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
-use mecapy_shared::config::{Config, LoginConfig};
+use mecapy_shared::config::{Config, EdgeConfig, LoginConfig, OidcConfig};
 use mecapy_shared::db;
 use mecapy_shared::storage::Storage;
+use mecapy_usecases::Context;
 
 pub mod ecs_agent;
 pub mod ecs_task;
@@ -130,6 +131,10 @@ async fn require_http(service: &str, url: &str) {
 pub struct TestContext {
     pub env: HashMap<String, String>,
     pub config: Config,
+    /// The edge's settings from local.env (CORS, the JSON body limit).
+    pub edge: EdgeConfig,
+    /// The identity provider the test's state trusts (local.env's, refetch interval zero).
+    pub oidc: OidcConfig,
     /// The login flow's settings from local.env (`login` and `callback` read them).
     pub login: LoginConfig,
     pub state: AppState,
@@ -146,6 +151,18 @@ impl TestContext {
 
     /// Like [`TestContext::new`], with a chance to change the configuration first.
     pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::configured(adjust, |_| {}).await
+    }
+
+    /// Like [`TestContext::new`], with a chance to change the identity provider's settings.
+    pub async fn with_oidc(adjust: impl FnOnce(&mut OidcConfig)) -> Self {
+        Self::configured(|_| {}, adjust).await
+    }
+
+    async fn configured(
+        adjust: impl FnOnce(&mut Config),
+        adjust_oidc: impl FnOnce(&mut OidcConfig),
+    ) -> Self {
         mecapy_shared::telemetry::init("tests");
         let env = local_env();
         let admin_url = env["DATABASE_URL"].clone();
@@ -180,10 +197,15 @@ impl TestContext {
             Config::from_lookup(|k| vars.get(k).cloned()).expect("local.env is a valid config");
         let login = LoginConfig::from_lookup(|k| vars.get(k).cloned())
             .expect("local.env has the login settings");
+        let edge = EdgeConfig::from_lookup(|k| vars.get(k).cloned())
+            .expect("local.env has ALLOWED_ORIGINS");
+        let mut oidc = OidcConfig::from_lookup(|k| vars.get(k).cloned())
+            .expect("local.env has the OIDC settings");
         // Tests run in parallel and one of them rotates the provider's key: each context may
         // refetch the JWKS at once. The rotation test sets the production interval back.
-        config.oidc.jwks_refetch_interval = Duration::ZERO;
+        oidc.jwks_refetch_interval = Duration::ZERO;
         adjust(&mut config);
+        adjust_oidc(&mut oidc);
 
         let storage = storage_at(&endpoint, &bucket, &env).await;
         storage
@@ -213,8 +235,8 @@ impl TestContext {
             });
         config.event_bus_name = Some(bus.clone());
         let storage = storage_at(&endpoint, &config.upload_bucket, &env).await;
-        let state = AppState::with_storage(config.clone(), storage)
-            .expect("app state")
+        let context = Context::with_storage(config.clone(), storage).expect("context");
+        let state = AppState::of(context, edge.clone(), oidc.clone())
             .with_login(login.clone())
             .with_bus(Some(mecapy_shared::bus::EventBus::with_client(
                 events, &bus,
@@ -222,6 +244,8 @@ impl TestContext {
         TestContext {
             env,
             config,
+            edge,
+            oidc,
             login,
             state,
             database,
@@ -234,17 +258,19 @@ impl TestContext {
     pub fn state_without_database(&self) -> AppState {
         let mut config = self.config.clone();
         config.database_url = "postgres://mecapy:mecapy@127.0.0.1:9/mecapy".into();
-        AppState::with_storage(config, self.state.storage.clone())
-            .expect("app state")
-            .with_login(self.login.clone())
+        self.state_of(config, self.state.storage.clone())
+    }
+
+    /// A state of this test's settings around a context of `config` and `storage`, with no bus.
+    pub fn state_of(&self, config: Config, storage: Storage) -> AppState {
+        let context = Context::with_storage(config, storage).expect("context");
+        AppState::of(context, self.edge.clone(), self.oidc.clone()).with_login(self.login.clone())
     }
 
     /// A state whose S3 endpoint is a closed port: every object call is "S3 down".
     pub async fn state_without_s3(&self) -> AppState {
         let storage = storage_at("http://127.0.0.1:9", &self.bucket, &self.env).await;
-        AppState::with_storage(self.config.clone(), storage)
-            .expect("app state")
-            .with_login(self.login.clone())
+        self.state_of(self.config.clone(), storage)
     }
 
     /// A direct connection to this test's database, to check what was (not) written.
@@ -330,8 +356,8 @@ impl TestContext {
     /// Claims the provider itself would put in an access token for `sub`, valid for 5 minutes.
     pub fn claims_for(&self, sub: &str) -> Value {
         access_token_claims(
-            &self.config.oidc.issuer,
-            &self.config.oidc.audience,
+            &self.oidc.issuer,
+            &self.oidc.audience,
             sub,
             "example.test",
             "User",

@@ -126,6 +126,9 @@ impl<L: Fn(&str) -> Option<String>> Env<L> {
 }
 
 impl EdgeConfig {
+    /// Every variable [`EdgeConfig::from_lookup`] reads.
+    pub const VARIABLES: &'static [&'static str] = &["ALLOWED_ORIGINS", "MAX_JSON_BYTES"];
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -140,6 +143,15 @@ impl EdgeConfig {
 }
 
 impl OidcConfig {
+    /// Every variable [`OidcConfig::from_lookup`] reads.
+    pub const VARIABLES: &'static [&'static str] = &[
+        "OIDC_ISSUER",
+        "OIDC_CLIENT_ID",
+        "OIDC_AUDIENCE",
+        "OIDC_LEEWAY_SECONDS",
+        "JWKS_REFETCH_INTERVAL_SECONDS",
+    ];
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -165,6 +177,10 @@ impl OidcConfig {
 }
 
 impl LoginConfig {
+    /// Every variable [`LoginConfig::from_lookup`] reads.
+    pub const VARIABLES: &'static [&'static str] =
+        &["ALLOWED_REDIRECT_URIS", "STATE_SECRET", "LOGIN_TTL_SECONDS"];
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -194,9 +210,6 @@ pub struct Config {
     /// `DATABASE_CA_CERT`: the database's CA as PEM text.
     pub database_ca_cert: Option<String>,
     pub upload_bucket: String,
-    pub oidc: OidcConfig,
-    /// What the HTTP edge reads (CORS, the JSON body limit).
-    pub edge: EdgeConfig,
     /// Largest file accepted through `POST /files` (the body must stay under Lambda's 6 MB).
     pub max_upload_bytes: u64,
     /// Largest file accepted through a presigned upload.
@@ -284,6 +297,37 @@ fn database_config(
 pub const LAMBDA_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
 
 impl Config {
+    /// Every variable [`Config::from_lookup`] reads.
+    pub const VARIABLES: &'static [&'static str] = &[
+        tls::URL_VAR,
+        tls::ROOT_CERT_VAR,
+        tls::CA_VAR,
+        "UPLOAD_BUCKET",
+        "MAX_UPLOAD_BYTES",
+        "MAX_PRESIGNED_BYTES",
+        "PRESIGN_TTL_SECONDS",
+        "MAX_CODE_BYTES",
+        "EVENT_BUS_NAME",
+        "MAX_RECEIVES",
+        "COMPUTE_IMAGE",
+        "RETRY_BASE_SECONDS",
+        "RETRY_MAX_SECONDS",
+        "DISPATCH_LEASE_MARGIN_SECONDS",
+        "DISPATCH_CONCURRENCY",
+        "MAX_ATTEMPTS",
+        "COMPUTE_QUEUE_URL",
+        "SWEEP_IDLE_QUEUED_SECONDS",
+        "SWEEP_INTERVAL_SECONDS",
+        "COMPUTE_RUNTIME",
+        "ECS_CLUSTER",
+        "ECS_TASK_DEFINITION",
+        "ECS_START_ALLOWANCE_SECONDS",
+        "WEBHOOK_SECRET",
+        "WEBHOOK_ALLOW_HTTP",
+        "WEBHOOK_ALLOWED_PRIVATE",
+        "WEBHOOKS_QUEUE_URL",
+    ];
+
     /// How to reach PostgreSQL: the URL without `sslmode`/`sslrootcert`, and the TLS connector.
     pub fn database(&self) -> Result<DatabaseConfig, ConfigError> {
         database_config(
@@ -299,8 +343,6 @@ impl Config {
 
     /// Reads the configuration through `lookup`, so tests can supply their own values.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let oidc = OidcConfig::from_lookup(&lookup)?;
-        let edge = EdgeConfig::from_lookup(&lookup)?;
         let env = Env(lookup);
 
         let max_upload_bytes = env.number("MAX_UPLOAD_BYTES", 4 * 1024 * 1024)?;
@@ -348,8 +390,6 @@ impl Config {
             database_root_cert,
             database_ca_cert,
             upload_bucket: env.required("UPLOAD_BUCKET")?,
-            oidc,
-            edge,
             max_upload_bytes,
             max_presigned_bytes: env.number("MAX_PRESIGNED_BYTES", 5 * 1024 * 1024 * 1024)?,
             presign_ttl: env.seconds("PRESIGN_TTL_SECONDS", 900)?,
@@ -461,8 +501,9 @@ mod tests {
     #[test]
     fn complete_environment_loads_with_defaults() {
         let cfg = load(&base()).unwrap();
-        assert_eq!(cfg.oidc.issuer, "http://127.0.0.1:8180/realms/mecapy");
-        assert_eq!(cfg.oidc.audience, "mecapy-api");
+        let oidc = OidcConfig::from_lookup(|k| base().get(k).cloned()).unwrap();
+        assert_eq!(oidc.issuer, "http://127.0.0.1:8180/realms/mecapy");
+        assert_eq!(oidc.audience, "mecapy-api");
         let login = LoginConfig::from_lookup(|k| base().get(k).cloned()).unwrap();
         assert_eq!(login.allowed_redirect_uris.len(), 2);
         assert_eq!(login.ttl, Duration::from_secs(600));
@@ -482,11 +523,23 @@ mod tests {
         let err = EdgeConfig::from_lookup(|_| None).unwrap_err().to_string();
         assert!(err.contains("ALLOWED_ORIGINS"), "{err}");
 
-        // The functions with a database need no login settings; login names what it lacks.
+        // The functions with a database need no login, identity provider or CORS settings
+        // (the queue consumers have none); login names what it lacks.
         let mut vars = base();
-        vars.remove("STATE_SECRET");
-        vars.remove("ALLOWED_REDIRECT_URIS");
+        for name in [
+            "STATE_SECRET",
+            "ALLOWED_REDIRECT_URIS",
+            "OIDC_ISSUER",
+            "OIDC_CLIENT_ID",
+            "ALLOWED_ORIGINS",
+        ] {
+            vars.remove(name);
+        }
         assert!(load(&vars).is_ok());
+        let err = OidcConfig::from_lookup(|k| vars.get(k).cloned())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OIDC_ISSUER"), "{err}");
         let err = LoginConfig::from_lookup(|k| vars.get(k).cloned())
             .unwrap_err()
             .to_string();
@@ -496,6 +549,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("STATE_SECRET"), "{err}");
+    }
+
+    /// The names a section looks up, read from a complete environment.
+    fn looked_up(read: impl Fn(&dyn Fn(&str) -> Option<String>)) -> Vec<String> {
+        let mut vars = base();
+        vars.insert("COMPUTE_RUNTIME", "ecs".into());
+        vars.insert("ECS_CLUSTER", "jobs".into());
+        vars.insert("ECS_TASK_DEFINITION", "python".into());
+        let seen = std::cell::RefCell::new(Vec::new());
+        read(&|name: &str| {
+            seen.borrow_mut().push(name.to_string());
+            vars.get(name).cloned()
+        });
+        let mut seen = seen.into_inner();
+        seen.sort();
+        seen.dedup();
+        seen
+    }
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn each_section_lists_the_variables_it_reads() {
+        assert_eq!(
+            looked_up(|l| drop(Config::from_lookup(l).unwrap())),
+            sorted(Config::VARIABLES)
+        );
+        assert_eq!(
+            looked_up(|l| drop(EdgeConfig::from_lookup(l).unwrap())),
+            sorted(EdgeConfig::VARIABLES)
+        );
+        assert_eq!(
+            looked_up(|l| drop(OidcConfig::from_lookup(l).unwrap())),
+            sorted(OidcConfig::VARIABLES)
+        );
+        assert_eq!(
+            looked_up(|l| drop(LoginConfig::from_lookup(l).unwrap())),
+            sorted(LoginConfig::VARIABLES)
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 pub use deadpool_postgres::Pool;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
+pub use tokio_postgres::GenericClient;
 
 pub use tls::DatabaseConfig;
 

@@ -639,6 +639,16 @@ mod tests {
         }
     }
 
+    /// Why `DATABASE_URL` with this `sslmode` and no CA is refused (the variable is named).
+    fn refused_sslmode(mode: &str) -> String {
+        let (name, reason) = invalid(DatabaseConfig::parse(
+            &format!("postgres://u@db/app?sslmode={mode}"),
+            None,
+        ));
+        assert_eq!(name, "DATABASE_URL");
+        reason
+    }
+
     #[test]
     fn sslmode_and_sslrootcert_are_taken_out_of_the_url() {
         let parts = split_url(
@@ -709,11 +719,7 @@ mod tests {
     #[test]
     fn an_unknown_sslmode_names_the_variable_and_the_choices() {
         for mode in ["verify_full", "allow", "", "REQUIRE"] {
-            let (name, reason) = invalid(DatabaseConfig::parse(
-                &format!("postgres://u@db/app?sslmode={mode}"),
-                None,
-            ));
-            assert_eq!(name, "DATABASE_URL");
+            let reason = refused_sslmode(mode);
             assert!(reason.contains("verify-full"), "{reason}");
         }
     }
@@ -721,11 +727,7 @@ mod tests {
     #[test]
     fn verification_without_a_ca_is_refused_at_start_up() {
         for mode in ["verify-ca", "verify-full"] {
-            let (name, reason) = invalid(DatabaseConfig::parse(
-                &format!("postgres://u@db/app?sslmode={mode}"),
-                None,
-            ));
-            assert_eq!(name, "DATABASE_URL");
+            let reason = refused_sslmode(mode);
             assert!(reason.contains("DATABASE_CA_CERT"), "{reason}");
         }
     }

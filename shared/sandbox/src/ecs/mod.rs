@@ -161,7 +161,7 @@ pub fn container_override(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restrictions::tests::off_default_limits;
+    use crate::restrictions::tests::{off_default_limits, TIMED_MAIN};
 
     /// Field by field: ECS is given exactly the [`Restrictions`] of the limits, the same values
     /// the Docker engine's configuration test checks.
@@ -237,14 +237,7 @@ mod tests {
         assert_eq!(o.name(), Some(SANDBOX_CONTAINER));
         assert_eq!(
             o.command()[4..],
-            [
-                "timeout",
-                "-s",
-                "KILL",
-                "30.000",
-                "python3",
-                "/work/main.py"
-            ],
+            TIMED_MAIN,
             "under the wall clock, its streams to /work for stage-out"
         );
         let env = &o.environment()[0];
