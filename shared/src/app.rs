@@ -3,16 +3,18 @@
 //! OIDC client, the key cache and, for `callback`, the login flow's settings. Queue consumers
 //! build a [`Context`] alone.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use lambda_http::Request;
+use lambda_http::{Body, Request, Response};
 use mecapy_usecases::config::{EdgeConfig, LoginConfig, OidcConfig};
 pub use mecapy_usecases::{Context, StartupError};
 
 use crate::auth::{self, Claims, OidcClient, TokenValidator};
 use crate::db::{self, users::User, DbError};
-use crate::http::{ApiError, RequestMeta};
+use crate::http::{ApiError, Edge, RequestMeta};
 
 /// Cheap to clone: every field is a handle. Dereferences to its [`Context`].
 #[derive(Clone)]
@@ -111,4 +113,22 @@ impl AppState {
         }
         Ok(user)
     }
+}
+
+impl Edge for AppState {
+    fn edge(&self) -> &EdgeConfig {
+        &self.edge
+    }
+}
+
+/// An API function's whole `main`: its telemetry, its state from the environment (once per cold
+/// start) and the Lambda runtime calling `handler` for each request.
+pub async fn run_api<F, Fut>(service: &'static str, handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(AppState, Request) -> Fut + Send,
+    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send,
+{
+    crate::telemetry::init(service);
+    let state = AppState::from_env().await?;
+    crate::http::run_with(state, handler).await
 }

@@ -15,7 +15,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::Problem;
-use crate::app::AppState;
 use crate::auth::AuthError;
 use crate::config::EdgeConfig;
 use crate::db::DbError;
@@ -228,6 +227,11 @@ impl From<DomainError> for ApiError {
             DomainError::Internal(m) => ApiError::Internal(m),
         }
     }
+}
+
+/// The caller's `what` if the lookup found it; a 404 otherwise (another user's is missing too).
+pub fn found<T>(row: Option<T>, what: &str) -> Result<T, ApiError> {
+    row.ok_or_else(|| ApiError::NotFound(format!("no such {what}")))
 }
 
 /// Refuses any method but `method` (CORS preflights never reach handlers).
@@ -534,34 +538,16 @@ fn preflight(
     response
 }
 
-/// What the edge needs of a function's state: its CORS and body settings. [`AppState`] has
+/// What the edge needs of a function's state: its CORS and body settings. `AppState` has
 /// them; a function with no database (`login`, `api-docs`) brings a state of its own.
 pub trait Edge: Clone {
     fn edge(&self) -> &EdgeConfig;
-}
-
-impl Edge for AppState {
-    fn edge(&self) -> &EdgeConfig {
-        &self.edge
-    }
 }
 
 impl Edge for Arc<EdgeConfig> {
     fn edge(&self) -> &EdgeConfig {
         self
     }
-}
-
-/// An API function's whole `main`: its telemetry, its state from the environment (once per cold
-/// start) and the Lambda runtime calling `handler` for each request.
-pub async fn run_api<F, Fut>(service: &'static str, handler: F) -> Result<(), lambda_http::Error>
-where
-    F: Fn(AppState, Request) -> Fut + Send,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send,
-{
-    crate::telemetry::init(service);
-    let state = AppState::from_env().await?;
-    run_with(state, handler).await
 }
 
 /// The Lambda runtime calling `handler` with `state` for each request.

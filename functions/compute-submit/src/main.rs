@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    mecapy_shared::http::run_api("compute-submit", compute_submit::handle).await
+    mecapy_shared::app::run_api("compute-submit", compute_submit::handle).await
 }

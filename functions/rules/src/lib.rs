@@ -75,21 +75,10 @@ async fn list(state: AppState, req: Request) -> Result<Response<Body>, ApiError>
     Ok(http::json(StatusCode::OK, &Page::of("/rules", rules, n, 0)))
 }
 
-/// The caller's rule `id`; another user's is a 404, like a missing one.
-async fn owned(
-    db: &impl db::GenericClient,
-    user_id: Uuid,
-    id: Uuid,
-) -> Result<db::rules::Rule, ApiError> {
-    db::rules::get(db, user_id, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such rule".into()))
-}
-
 async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
-    let rule = owned(&**db, user.id, id).await?;
+    let rule = http::found(db::rules::get(&**db, user.id, id).await?, "rule")?;
     Ok(http::json(StatusCode::OK, &rule))
 }
 
@@ -97,7 +86,7 @@ async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, 
 async fn delete(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
-    let rule = owned(&**db, user.id, id).await?;
+    let rule = http::found(db::rules::get(&**db, user.id, id).await?, "rule")?;
     if !db::rules::delete(&**db, user.id, id).await? {
         return Err(ApiError::NotFound("no such rule".into()));
     }

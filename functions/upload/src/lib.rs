@@ -155,23 +155,12 @@ async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiErr
     ))
 }
 
-/// The caller's file `id`; another user's is a 404, like a missing one.
-async fn owned(
-    db: &impl db::GenericClient,
-    user_id: Uuid,
-    id: Uuid,
-) -> Result<db::files::FileRow, ApiError> {
-    db::files::get(db, user_id, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such file".into()))
-}
-
 /// `POST /files/{id}/complete`: records a presigned upload once its object exists (its S3 event
 /// may have done so already: then this only answers).
 async fn complete(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
-    let row = owned(&**db, user.id, id).await?;
+    let row = http::found(db::files::get(&**db, user.id, id).await?, "file")?;
     let done = uploads::finalise(&state, &**db, row).await?;
     drop(db);
     // A completion records the file's FileUploaded event: sent now.
@@ -183,7 +172,7 @@ async fn complete(state: AppState, req: Request, id: Uuid) -> Result<Response<Bo
 async fn get(state: AppState, req: Request, id: Uuid) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let db = state.db.get().await.map_err(DbError::from)?;
-    let row = owned(&**db, user.id, id).await?;
+    let row = http::found(db::files::get(&**db, user.id, id).await?, "file")?;
     Ok(http::json(StatusCode::OK, &view(&state, row).await?))
 }
 

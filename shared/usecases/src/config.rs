@@ -297,6 +297,16 @@ fn database_config(
 pub const LAMBDA_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
 
 impl Config {
+    /// A `callback_url` as this deployment accepts it ([`crate::webhooks::accept_callback`]).
+    pub async fn accept_callback(
+        &self,
+        raw: &str,
+        resolve: bool,
+    ) -> Result<String, mecapy_domain::error::DomainError> {
+        let secret = self.webhook_secret.as_deref();
+        crate::webhooks::accept_callback(secret, &self.webhook_policy, raw, resolve).await
+    }
+
     /// Every variable [`Config::from_lookup`] reads.
     pub const VARIABLES: &'static [&'static str] = &[
         tls::URL_VAR,

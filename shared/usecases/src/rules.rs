@@ -12,7 +12,6 @@ use uuid::Uuid;
 use crate::db::{self, files::FileRow, rules::Rule};
 use crate::events::FileUploaded;
 use crate::jobs::{submit, SubmitRequest};
-use crate::webhooks;
 use crate::Context;
 use mecapy_domain::error::DomainError;
 
@@ -95,7 +94,7 @@ impl RuleRequest {
         };
         submit::check_code(&code, &tool.allowed_imports)?;
         let callback_url = match &self.callback_url {
-            Some(raw) => Some(webhooks::accept_callback(&state.config, raw, true).await?),
+            Some(raw) => Some(state.config.accept_callback(raw, true).await?),
             None => None,
         };
         Ok(Checked {

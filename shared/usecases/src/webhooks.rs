@@ -16,7 +16,6 @@ use sha2::Sha256;
 use url::{Host, Url};
 use uuid::Uuid;
 
-use crate::config::Config;
 use mecapy_domain::error::DomainError;
 
 pub mod send;
@@ -142,22 +141,21 @@ pub fn encode_secret(secret: &[u8]) -> String {
 /// addresses too, so a name that points somewhere private is refused now rather than at
 /// delivery. Every delivery checks the addresses again.
 pub async fn accept_callback(
-    config: &Config,
+    secret: Option<&[u8]>,
+    policy: &TargetPolicy,
     raw: &str,
     resolve: bool,
 ) -> Result<String, DomainError> {
-    if config.webhook_secret.is_none() {
+    if secret.is_none() {
         return Err(DomainError::invalid(
             "callback_url",
             "webhooks are not enabled on this deployment (WEBHOOK_SECRET is not set)",
         ));
     }
     let refused = |e: WebhookError| DomainError::invalid("callback_url", e.to_string());
-    let url = check_url(raw, &config.webhook_policy).map_err(refused)?;
+    let url = check_url(raw, policy).map_err(refused)?;
     if resolve {
-        resolve_target(&url, &config.webhook_policy)
-            .await
-            .map_err(refused)?;
+        resolve_target(&url, policy).await.map_err(refused)?;
     }
     Ok(url.to_string())
 }

@@ -20,7 +20,7 @@ enum Section {
 
 use Section::*;
 
-/// What each function's `main` builds (functions/*/src/main.rs, `http::run_api`,
+/// What each function's `main` builds (functions/*/src/main.rs, `app::run_api`,
 /// `sqs_batch::run`), and the variables it reads besides (the Docker client's).
 const FUNCTIONS: &[(&str, &[Section], &[&str])] = &[
     ("LoginFunction", &[Edge, Oidc, Login], &[]),

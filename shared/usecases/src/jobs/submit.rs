@@ -11,7 +11,6 @@ use super::spec::{self, CodeSource};
 use super::{keys, JobStatus, Manifest, SubmitRequest};
 use crate::db::{self, jobs::Job, jobs::NewJob};
 use crate::validation::{self, Policy};
-use crate::webhooks;
 use crate::Context;
 use mecapy_domain::error::DomainError;
 
@@ -36,7 +35,7 @@ pub async fn submit(
     // A rule's URL was resolved when the rule was made: a lookup failing now must not refuse
     // (and disable) the rule. Every delivery resolves it again.
     let callback_url = match &request.callback_url {
-        Some(raw) => Some(webhooks::accept_callback(&state.config, raw, origin.is_none()).await?),
+        Some(raw) => Some(state.config.accept_callback(raw, origin.is_none()).await?),
         None => None,
     };
     let tool = db::tools::by_name(db, &request.tool)
