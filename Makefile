@@ -39,7 +39,7 @@ images: services
 	infra/stager-image.sh
 
 migrate: services
-	cargo run --quiet -p mecapy-shared --bin migrate
+	cargo run --quiet --bin migrate
 
 # Lambdas inside LocalStack, offline: the init (infra/lambda-init) and the provided.al2023 image.
 lambda-runtime: services

@@ -5,7 +5,7 @@
 #   infra/stager-image.sh            build the image if the engine lacks this binary's image
 #   infra/stager-image.sh --force    rebuild it
 #
-# The image holds the `stager` binary (cargo build -p mecapy-sandbox --bin stager, stripped), the
+# The image holds the `stager` binary (cargo build --bin stager, stripped), the
 # C libraries it links (from this machine, as ldd lists them) and the CA bundle, nothing else: no
 # shell, no package manager. It runs as uid 1000. The label org.mecapy.stager-sha256 names the
 # binary inside; the image is rebuilt whenever the binary changes. On AWS, push it to ECR and
@@ -37,8 +37,10 @@ docker info >/dev/null 2>&1 </dev/null ||
   fail "the Docker engine is not reachable: start it with infra/services.sh up"
 
 STEP=build
-say "cargo build -p mecapy-sandbox --bin stager (profile $PROFILE)"
-(cd "$REPO_DIR" && cargo build --quiet --profile "$PROFILE" -p mecapy-sandbox --bin stager) >>"$LOG" 2>&1 </dev/null ||
+# No -p: the workspace's features, as sam build's `cargo build --bin <function>`, so the
+# dependencies compiled here are the ones the functions link (one compilation, not two).
+say "cargo build --bin stager (profile $PROFILE)"
+(cd "$REPO_DIR" && cargo build --quiet --profile "$PROFILE" --bin stager) >>"$LOG" 2>&1 </dev/null ||
   fail "the stager does not build"
 dir=$PROFILE
 [[ $PROFILE == dev ]] && dir=debug

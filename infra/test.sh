@@ -97,28 +97,33 @@ services() { infra/services.sh up; }
 
 images() { infra/images.sh; }
 
+# A phase's steps are chained with &&: a step that fails fails its phase (set -e does not hold
+# inside a function whose status is tested).
 lint() {
-  cargo fmt --all -- --check
-  cargo clippy --workspace --all-targets --all-features -- -D warnings
-  infra/deploy.sh lint
-  infra/contract/contract.sh lint
+  cargo fmt --all -- --check &&
+    cargo clippy --workspace --all-targets --all-features -- -D warnings &&
+    infra/deploy.sh lint &&
+    infra/contract/contract.sh lint
 }
 
+# migrate and the stager are built with the workspace's features (no -p), as sam build builds
+# each function (`cargo build --bin <function>`): the dependencies are compiled once for all.
 build() {
-  make --no-print-directory clean-test-dbs
-  cargo run --quiet -p mecapy-shared --bin migrate
-  infra/stager-image.sh
-  infra/lambda-runtime.sh
-  infra/deploy.sh tools
-  infra/deploy.sh build
+  # A test database another session still uses is left for a later run.
+  make --no-print-directory clean-test-dbs || echo "some test databases of earlier runs are in use: left"
+  cargo run --quiet --bin migrate &&
+    infra/stager-image.sh &&
+    infra/lambda-runtime.sh &&
+    infra/deploy.sh tools &&
+    infra/deploy.sh build
 }
 
 deploy() { infra/deploy.sh deploy; }
 
 # The end-to-end crate's own unit tests resolve its features alone: built here, run in e2e.
 test_build() {
-  cargo test --workspace --all-features --no-run
-  cargo test -p mecapy-e2e --all-features --lib --no-run
+  cargo test --workspace --all-features --no-run &&
+    cargo test -p mecapy-e2e --all-features --lib --no-run
 }
 
 # Everything but the end-to-end crate, which runs beside it.
@@ -128,9 +133,9 @@ tests() { cargo test --workspace --all-features --exclude mecapy-e2e --no-fail-f
 # test over the AWS calls they made (infra/e2e/tests/least_privilege.rs). The same package set and
 # features as the other run, so nothing is compiled again.
 e2e() {
-  cargo test --workspace --all-features --test stack -- --test-threads "$TEST_THREADS"
-  cargo test --workspace --all-features --test least_privilege
-  cargo test -p mecapy-e2e --all-features --lib
+  cargo test --workspace --all-features --test stack -- --test-threads "$TEST_THREADS" &&
+    cargo test --workspace --all-features --test least_privilege &&
+    cargo test -p mecapy-e2e --all-features --lib
 }
 
 contract() { infra/contract/contract.sh test; }
