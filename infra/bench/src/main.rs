@@ -5,6 +5,7 @@
 //! `mecapy-bench chain` the ECS stage-in/stage-out chain against the archive path alone (Docker
 //! and LocalStack only, no stack); `mecapy-bench ecs-dispatch` the ECS dispatch cost per job
 //! alone (moto, LocalStack, PostgreSQL and the OIDC provider, no stack);
+//! `mecapy-bench auth` JWT validation and login in-process alone (local services, no stack);
 //! `mecapy-bench cold-init [DIR [BEFORE_DIR]]` each function's zip and cold init (exec to its
 //! first `/next`), for the release binaries in DIR (default `target/<host triple>/release`) and
 //! an older build's, in the same run (no stack).
@@ -69,6 +70,39 @@ fn fmt(d: Duration) -> String {
     }
 }
 
+/// JWT validation with a warm key cache, and `login` in-process (no database, no bus).
+async fn auth_figures(ctx: &TestContext, token: &str) {
+    ctx.state
+        .tokens
+        .validate(token)
+        .await
+        .expect("warm-up validation");
+    let mut samples = Vec::with_capacity(5000);
+    for _ in 0..5000 {
+        let t = Instant::now();
+        ctx.state.tokens.validate(token).await.expect("valid token");
+        samples.push(t.elapsed());
+    }
+    print_p50_p99("JWT validation, warm JWKS cache", samples, "p50 ≤ 50 µs");
+
+    let login_state =
+        login::LoginState::new(ctx.edge.clone(), ctx.login.clone(), ctx.state.oidc.clone());
+    let mut samples = Vec::with_capacity(300);
+    for i in 0..301 {
+        let req = json_request(Method::POST, "/auth/login", None, &serde_json::json!({}));
+        let t = Instant::now();
+        let r = login::handle(login_state.clone(), req)
+            .await
+            .expect("infallible");
+        let elapsed = t.elapsed();
+        assert_eq!(r.status(), StatusCode::OK);
+        if i > 0 {
+            samples.push(elapsed);
+        }
+    }
+    print_p50_p99("login in-process", samples, "");
+}
+
 #[tokio::main]
 async fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -85,6 +119,15 @@ async fn main() {
             dirs.push(root.join("target").join(triple).join("release"));
         }
         cold_init::measure(&dirs);
+        return;
+    }
+    // `mecapy-bench auth`: JWT validation and login in-process alone (the local services, no
+    // stack).
+    if std::env::args().nth(1).as_deref() == Some("auth") {
+        header();
+        let ctx = TestContext::new().await;
+        let token = ctx.token_for("bench-user").await;
+        auth_figures(&ctx, &token).await;
         return;
     }
     if std::env::args().nth(1).as_deref() == Some("ecs-dispatch") {
@@ -116,39 +159,7 @@ async fn main() {
 
     let ctx = TestContext::with(|c| c.max_upload_bytes = 2 * 1024 * 1024).await;
     let token = ctx.token_for("bench-user").await;
-    ctx.state
-        .tokens
-        .validate(&token)
-        .await
-        .expect("warm-up validation");
-    let mut samples = Vec::with_capacity(5000);
-    for _ in 0..5000 {
-        let t = Instant::now();
-        ctx.state
-            .tokens
-            .validate(&token)
-            .await
-            .expect("valid token");
-        samples.push(t.elapsed());
-    }
-    print_p50_p99("JWT validation, warm JWKS cache", samples, "p50 ≤ 50 µs");
-
-    let login_state =
-        login::LoginState::new(ctx.edge.clone(), ctx.login.clone(), ctx.state.oidc.clone());
-    let mut samples = Vec::with_capacity(300);
-    for i in 0..301 {
-        let req = json_request(Method::POST, "/auth/login", None, &serde_json::json!({}));
-        let t = Instant::now();
-        let r = login::handle(login_state.clone(), req)
-            .await
-            .expect("infallible");
-        let elapsed = t.elapsed();
-        assert_eq!(r.status(), StatusCode::OK);
-        if i > 0 {
-            samples.push(elapsed);
-        }
-    }
-    print_p50_p99("login in-process", samples, "");
+    auth_figures(&ctx, &token).await;
 
     let data = vec![0x5au8; 1024 * 1024];
     let mut samples = Vec::with_capacity(50);
