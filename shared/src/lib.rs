@@ -9,8 +9,8 @@ pub mod auth;
 pub mod http;
 pub mod sqs_batch;
 
-pub use mecapy_adapters::{bus, db, storage, telemetry};
-pub use mecapy_domain::events;
+pub use mecapy_adapters::{bus, db, queue, storage, telemetry};
+pub use mecapy_domain::{backoff, events};
 pub use mecapy_pyvalidate as validation;
 pub use mecapy_usecases::{config, jobs, rules, uploads, webhooks};
 

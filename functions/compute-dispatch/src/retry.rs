@@ -86,8 +86,7 @@ impl RetryBackoff {
 }
 
 fn delay(base: Duration, max: Duration, receives: u32) -> Duration {
-    let factor = 1u32 << receives.saturating_sub(1).min(16);
-    base.saturating_mul(factor).min(max)
+    mecapy_shared::backoff::backoff(base, max, receives)
 }
 
 #[cfg(test)]

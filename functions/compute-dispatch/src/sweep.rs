@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use mecapy_shared::db;
 use mecapy_shared::jobs::messages;
+use mecapy_shared::queue::Queue;
 
 use crate::{Compute, DispatchError, Dispatcher};
 
@@ -35,8 +36,6 @@ use crate::{Compute, DispatchError, Dispatcher};
 const SWEEP_BATCH: i64 = 500;
 /// The schedule's period: EventBridge's shortest rate.
 const SCHEDULE_PERIOD: Duration = Duration::from_secs(60);
-/// SQS's longest message delay.
-const MAX_DELAY_SECONDS: u64 = 900;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
@@ -73,35 +72,19 @@ impl SweepReport {
 }
 
 /// The compute queue, for the messages the sweep sends.
-pub struct ComputeQueue {
-    client: aws_sdk_sqs::Client,
-    url: String,
-}
+pub struct ComputeQueue(Queue);
 
 impl ComputeQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: &str) -> Self {
-        ComputeQueue {
-            client,
-            url: url.to_string(),
-        }
+        ComputeQueue(Queue::new(client, url))
     }
 
     /// Asks for `job` to be dispatched, after `delay` (at most SQS's 15 minutes).
     pub(crate) async fn send(&self, job: Uuid, delay: Duration) -> Result<(), DispatchError> {
-        self.client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(messages::dispatch(job))
-            .delay_seconds(delay.as_secs().min(MAX_DELAY_SECONDS) as i32)
-            .send()
+        self.0
+            .send(messages::dispatch(job), delay)
             .await
-            .map(|_| ())
-            .map_err(|e| {
-                DispatchError::Transient(format!(
-                    "compute queue: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                ))
-            })
+            .map_err(|e| DispatchError::Transient(format!("compute queue: {e}")))
     }
 }
 

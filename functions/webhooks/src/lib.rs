@@ -15,6 +15,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use mecapy_shared::db::{self, DbError};
 use mecapy_shared::events::Event;
 use mecapy_shared::http::error_chain;
+use mecapy_shared::queue::Queue;
 use mecapy_shared::sqs_batch;
 use mecapy_shared::webhooks::send::{self, Outcome};
 use mecapy_usecases::Context;
@@ -23,38 +24,20 @@ use uuid::Uuid;
 
 /// Records of one batch handled at once (each waits on a receiver for up to `send::TIMEOUT`).
 const CONCURRENCY: usize = 4;
-/// SQS's longest message delay.
-const MAX_DELAY: Duration = Duration::from_secs(900);
 
 /// Where retries wait for their backoff.
-pub struct RetryQueue {
-    client: aws_sdk_sqs::Client,
-    url: String,
-}
+pub struct RetryQueue(Queue);
 
 impl RetryQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: &str) -> Self {
-        RetryQueue {
-            client,
-            url: url.to_string(),
-        }
+        RetryQueue(Queue::new(client, url))
     }
 
     async fn send(&self, delivery: Uuid, after: Duration) -> Result<(), String> {
-        self.client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(send::retry_message(delivery))
-            .delay_seconds(after.min(MAX_DELAY).as_secs() as i32)
-            .send()
+        self.0
+            .send(send::retry_message(delivery), after)
             .await
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "webhooks queue: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                )
-            })
+            .map_err(|e| format!("webhooks queue: {e}"))
     }
 }
 

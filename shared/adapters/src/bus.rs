@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use mecapy_domain::backoff::backoff;
+
 use crate::db::{outbox, DbError, Pool};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use mecapy_domain::events::{self, Event};
@@ -106,7 +108,8 @@ impl EventBus {
         let mut last_error = String::new();
         for attempt in 0..CALL_ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                let wait = backoff(Duration::from_millis(200), Duration::from_secs(5), attempt);
+                tokio::time::sleep(wait).await;
             }
             match self
                 .client

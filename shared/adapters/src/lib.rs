@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod db;
+pub mod queue;
 pub mod storage;
 pub mod telemetry;
 

@@ -450,9 +450,7 @@ fn describe(e: reqwest::Error) -> String {
 
 /// The wait before retry `attempt` (from 1): 2, 4, 8 … seconds, at most 5 minutes.
 pub fn backoff(attempt: u32) -> Duration {
-    2u64.checked_pow(attempt)
-        .map(Duration::from_secs)
-        .map_or(MAX_BACKOFF, |wait| wait.min(MAX_BACKOFF))
+    mecapy_domain::backoff::backoff(Duration::from_secs(2), MAX_BACKOFF, attempt)
 }
 
 #[cfg(test)]
