@@ -333,6 +333,12 @@ for k, v in values.items():
     print(f"{k}={v}")
 PY
   mv "$STACK_ENV.tmp" "$STACK_ENV"
+  # Each resource's logical id, type and physical id: what the least-privilege test resolves the
+  # template's policies with.
+  aws --endpoint-url "$AWS_ENDPOINT_URL" cloudformation list-stack-resources --stack-name "$STACK_NAME" \
+    --query 'StackResourceSummaries[].[LogicalResourceId,ResourceType,PhysicalResourceId]' \
+    --output text >"$RUN_DIR/stack-resources.tsv.tmp"
+  mv "$RUN_DIR/stack-resources.tsv.tmp" "$RUN_DIR/stack-resources.tsv"
   cat "$STACK_ENV"
 }
 

@@ -133,7 +133,7 @@ impl Dispatcher {
         state: Context,
         compute: Compute,
     ) -> Result<Self, mecapy_shared::app::StartupError> {
-        let sqs = aws_sdk_sqs::Client::new(&state.aws().await);
+        let sqs = mecapy_shared::queue::client(&state.aws().await);
         let config = state.config.clone();
         let concurrency = match (config.dispatch_concurrency, &compute) {
             (Some(n), _) => n,

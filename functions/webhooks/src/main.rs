@@ -6,7 +6,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = mecapy_usecases::Context::from_env().await?;
     let retries = match &state.config.webhooks_queue_url {
         Some(url) => Some(webhooks::RetryQueue::new(
-            aws_sdk_sqs::Client::new(&state.aws().await),
+            mecapy_shared::queue::client(&state.aws().await),
             url,
         )),
         None => None,

@@ -848,19 +848,22 @@ async fn a_redeployment_keeps_files_and_jobs() {
     );
     assert_eq!(stdout, content.to_uppercase());
 
-    // New requests work: a new login, a new upload, a new job run by the redeployed dispatcher.
+    // New requests work: a new login, a new upload, a new job run by the redeployed dispatcher,
+    // its code read from the uploaded file.
     let session = ok(auth::login(&api, "bob", "bob-password").await, &env);
     let token = session.access_token;
-    let second = unique("after-redeploy", "csv");
-    ok(
+    let second = unique("after-redeploy", "py");
+    let script = ok(
         ok(
-            api.upload(&token, &second, "text/csv", b"1\n2\n3\n").await,
+            api.upload(&token, &second, "text/x-python", b"print(sum([1, 2, 3]))\n")
+                .await,
             &env,
         )
         .expect(201),
         &env,
     );
-    let new_job = submitted(&api, &token, &python_job("print(sum([1, 2, 3]))"), &env).await;
+    let body = json!({"tool": "python", "file_id": script["id"]});
+    let new_job = submitted(&api, &token, &body, &env).await;
     let (job, _) = final_job(&api, &token, &new_job, Duration::from_millis(250), &env).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let stdout = ok(

@@ -35,7 +35,7 @@ pub struct Drained {
 
 impl EventBus {
     pub fn new(config: &aws_config::SdkConfig, name: &str) -> Self {
-        Self::with_client(aws_sdk_eventbridge::Client::new(config), name)
+        Self::with_client(crate::sdk_client!(aws_sdk_eventbridge, config), name)
     }
 
     pub fn with_client(client: aws_sdk_eventbridge::Client, name: &str) -> Self {

@@ -6,6 +6,11 @@ use std::time::Duration;
 /// SQS's longest delivery delay.
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
 
+/// The SQS client of a function's queues, its requests named in its `aws call` lines.
+pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    crate::sdk_client!(aws_sdk_sqs, config)
+}
+
 #[derive(Clone)]
 pub struct Queue {
     client: aws_sdk_sqs::Client,

@@ -54,7 +54,8 @@ impl Storage {
             // Checksums only where S3 requires them: presigned URLs must stay plain for curl.
             .request_checksum_calculation(
                 aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            );
+            )
+            .interceptor(crate::telemetry::AwsResources);
         if shared.endpoint_url().is_some() {
             builder = builder.force_path_style(true);
         }
@@ -109,7 +110,7 @@ impl Storage {
                 etag: out.e_tag().map(str::to_string),
                 content_type: out.content_type().map(str::to_string),
             })),
-            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() || absent(e.raw()) => Ok(None),
             Err(e) => Err(classify(e)),
         }
     }
@@ -130,7 +131,9 @@ impl Storage {
             .await
         {
             Ok(out) => out,
-            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => return Ok(None),
+            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() || absent(e.raw()) => {
+                return Ok(None)
+            }
             Err(e) => return Err(classify(e)),
         };
         if out.content_length().unwrap_or(0) as u64 > max_bytes {
@@ -292,6 +295,14 @@ impl Storage {
             .map_err(classify)?;
         Ok(req.uri().to_string())
     }
+}
+
+/// S3's answer to a role that may read a key but not list the bucket, when the object does not
+/// exist: 403, not 404. No function is granted `s3:ListBucket` on the uploads (it would list every
+/// user's files), and the least-privilege test (`infra/e2e/tests/least_privilege.rs`) holds that
+/// each function reading keys is granted `s3:GetObject` on them, so a 403 there means absent.
+fn absent(response: &aws_sdk_s3::config::http::HttpResponse) -> bool {
+    response.status().as_u16() == 403
 }
 
 /// A presigned request's lifetime.

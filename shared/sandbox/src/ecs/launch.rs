@@ -123,7 +123,7 @@ pub struct EcsLauncher {
 
 impl EcsLauncher {
     pub fn new(config: &aws_config::SdkConfig, cluster: &str) -> Self {
-        Self::with_client(aws_sdk_ecs::Client::new(config), cluster)
+        Self::with_client(mecapy_adapters::sdk_client!(aws_sdk_ecs, config), cluster)
     }
 
     pub fn with_client(client: aws_sdk_ecs::Client, cluster: &str) -> Self {
