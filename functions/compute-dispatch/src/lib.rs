@@ -73,11 +73,27 @@ impl From<StorageError> for DispatchError {
     }
 }
 
-/// A record to deliver again: why, and after how long (none: the backoff for its receive count).
+/// A record to deliver again: why, after how long (none: the backoff for its receive count), and
+/// what becomes of it on the last delivery before the dead-letter queue.
 #[derive(Debug)]
 struct Retry {
     reason: String,
     after: Option<Duration>,
+    last: LastDelivery,
+}
+
+/// The dead-letter queue holds only what failed for real: a message that cannot be read, or
+/// whose job failed for good. A message whose job is merely not done yet is never dead-lettered.
+#[derive(Debug, Clone, PartialEq)]
+enum LastDelivery {
+    /// Dead-lettered: the message is bad, or its job was given up (`error`).
+    DeadLetter,
+    /// Acknowledged: the database is down, and the sweep runs the job once it is back (a
+    /// `queued` job idle, or a `running` one past its lease).
+    Sweep,
+    /// Acknowledged once these jobs are asked for again in fresh messages, due when the retry
+    /// is (a live dispatcher holds the job, or this invocation had no time left for it).
+    Resend(Vec<Uuid>),
 }
 
 impl Retry {
@@ -85,6 +101,48 @@ impl Retry {
         Retry {
             reason: reason.into(),
             after: None,
+            last: LastDelivery::DeadLetter,
+        }
+    }
+
+    /// What a dispatch error asks of the record of `job`.
+    fn of(job: Uuid, e: DispatchError) -> Self {
+        match e {
+            DispatchError::Later { reason, after } => Retry {
+                reason,
+                after: Some(after),
+                last: LastDelivery::Resend(vec![job]),
+            },
+            e @ DispatchError::DatabaseDown(_) => Retry {
+                last: LastDelivery::Sweep,
+                ..Retry::backoff(e.to_string())
+            },
+            e => Retry::backoff(e.to_string()),
+        }
+    }
+
+    /// One retry for a message of several jobs: the soonest, dead-lettered if any must be.
+    fn merge(self, other: Retry) -> Retry {
+        let last = match (self.last, other.last) {
+            (LastDelivery::DeadLetter, _) | (_, LastDelivery::DeadLetter) => {
+                LastDelivery::DeadLetter
+            }
+            (LastDelivery::Resend(mut a), LastDelivery::Resend(b)) => {
+                a.extend(b);
+                LastDelivery::Resend(a)
+            }
+            (LastDelivery::Resend(a), LastDelivery::Sweep)
+            | (LastDelivery::Sweep, LastDelivery::Resend(a)) => LastDelivery::Resend(a),
+            (LastDelivery::Sweep, LastDelivery::Sweep) => LastDelivery::Sweep,
+        };
+        let after = match (self.after, other.after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Retry {
+            reason: other.reason,
+            after,
+            last,
         }
     }
 }
@@ -209,6 +267,10 @@ impl Dispatcher {
     ) -> Option<BatchItemFailure> {
         let retry = self.handle_record(record, deadline).await.err()?;
         let receives = receive_count(record);
+        if receives >= self.state.config.max_receives && self.hand_over(&retry).await {
+            tracing::info!(message_id = ?record.message_id, reason = retry.reason, receives, last = ?retry.last, "last delivery handed over, not dead-lettered");
+            return None;
+        }
         tracing::warn!(message_id = ?record.message_id, reason = retry.reason, receives, "record will be retried");
         if let Some(retries) = &self.retries {
             let after = retry.after.unwrap_or_else(|| retries.delay(receives));
@@ -217,6 +279,28 @@ impl Dispatcher {
         let mut failure = BatchItemFailure::default();
         failure.item_identifier = record.message_id.clone().unwrap_or_default();
         Some(failure)
+    }
+
+    /// On a record's last delivery: whether what its retry asks for was done, so that the record
+    /// is acknowledged rather than dead-lettered.
+    async fn hand_over(&self, retry: &Retry) -> bool {
+        match &retry.last {
+            LastDelivery::DeadLetter => false,
+            LastDelivery::Sweep => true,
+            LastDelivery::Resend(jobs) => {
+                let Some(queue) = &self.compute_queue else {
+                    return false;
+                };
+                let after = retry.after.unwrap_or_default();
+                for job in jobs {
+                    if let Err(e) = queue.send(*job, after).await {
+                        tracing::warn!(%job, error = %e, "not asked for again: the record is dead-lettered");
+                        return false;
+                    }
+                }
+                true
+            }
+        }
     }
 
     /// `Err` means "deliver this record again".
@@ -245,6 +329,11 @@ impl Dispatcher {
                 }
                 Ok(())
             }
+            Err(e @ DispatchError::DatabaseDown(_)) => Err(Retry {
+                // The sweep finishes the job from its stored outcome once its lease is past.
+                last: LastDelivery::Sweep,
+                ..Retry::backoff(e.to_string())
+            }),
             Err(e) => Err(Retry::backoff(e.to_string())),
         }
     }
@@ -257,25 +346,16 @@ impl Dispatcher {
         receives: u32,
         deadline: Option<Instant>,
     ) -> Result<(), Retry> {
-        let mut retry = None;
+        let mut retry: Option<Retry> = None;
         for job_id in jobs {
-            match self.dispatch(job_id, deadline).await {
-                Ok(()) => {}
+            let again = match self.dispatch(job_id, deadline).await {
+                Ok(()) => continue,
                 Err(DispatchError::Permanent(reason)) => {
                     tracing::error!(%job_id, reason, "job failed permanently");
-                    self.give_up(job_id, &reason)
-                        .await
-                        .map_err(|e| Retry::backoff(e.to_string()))?;
-                }
-                Err(DispatchError::Later { reason, after }) => {
-                    retry = Some(Retry {
-                        reason,
-                        after: Some(after),
-                    })
-                }
-                // Never given up: the sweep finds the job once the database is back.
-                Err(e @ DispatchError::DatabaseDown(_)) => {
-                    retry = Some(Retry::backoff(e.to_string()))
+                    match self.give_up(job_id, &reason).await {
+                        Ok(()) => continue,
+                        Err(e) => Retry::of(job_id, e),
+                    }
                 }
                 Err(DispatchError::Transient(reason)) => {
                     if receives >= self.state.config.max_receives {
@@ -284,9 +364,15 @@ impl Dispatcher {
                             tracing::error!(%job_id, error = %e, "could not mark the job error");
                         }
                     }
-                    retry = Some(Retry::backoff(reason));
+                    Retry::backoff(reason)
                 }
-            }
+                // Never given up: the sweep finds the job once the database is back.
+                Err(e) => Retry::of(job_id, e),
+            };
+            retry = Some(match retry {
+                Some(r) => r.merge(again),
+                None => again,
+            });
         }
         retry.map_or(Ok(()), Err)
     }
@@ -407,6 +493,32 @@ mod tests {
     fn the_sweeps_request_announces_its_job() {
         let id = Uuid::new_v4();
         assert_eq!(announced_jobs(&messages::dispatch(id)).unwrap(), vec![id]);
+    }
+
+    #[test]
+    fn a_message_is_dead_lettered_only_when_one_of_its_jobs_failed_for_good() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let later = |job, secs| {
+            Retry::of(
+                job,
+                DispatchError::Later {
+                    reason: "held".into(),
+                    after: Duration::from_secs(secs),
+                },
+            )
+        };
+        let down = || Retry::of(a, DispatchError::DatabaseDown("cut".into()));
+        assert_eq!(down().last, LastDelivery::Sweep);
+        let both = later(a, 9).merge(later(b, 3));
+        assert_eq!(both.last, LastDelivery::Resend(vec![a, b]));
+        assert_eq!(both.after, Some(Duration::from_secs(3)));
+        assert_eq!(
+            down().merge(later(b, 3)).last,
+            LastDelivery::Resend(vec![b])
+        );
+        let failed = Retry::of(a, DispatchError::Transient("engine".into()));
+        assert_eq!(failed.last, LastDelivery::DeadLetter);
+        assert_eq!(later(b, 3).merge(failed).last, LastDelivery::DeadLetter);
     }
 
     #[test]

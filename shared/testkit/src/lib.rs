@@ -873,9 +873,21 @@ pub async fn receive(
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
     use aws_sdk_sqs::types::QueueAttributeName;
+    queue_attributes(sqs, url, &[QueueAttributeName::QueueArn])
+        .await
+        .remove(&QueueAttributeName::QueueArn)
+        .unwrap_or_else(|| panic!("{url} has no ARN"))
+}
+
+/// The attributes `names` of queue `url`.
+async fn queue_attributes(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    names: &[aws_sdk_sqs::types::QueueAttributeName],
+) -> std::collections::HashMap<aws_sdk_sqs::types::QueueAttributeName, String> {
     sqs.get_queue_attributes()
         .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
+        .set_attribute_names(Some(names.to_vec()))
         .send()
         .await
         .unwrap_or_else(|e| {
@@ -884,9 +896,8 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
                 aws_sdk_sqs::error::DisplayErrorContext(e)
             )
         })
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_else(|| panic!("{url} has no ARN"))
+        .attributes
+        .unwrap_or_default()
 }
 
 impl ComputeQueues {
@@ -923,6 +934,21 @@ impl ComputeQueues {
                 "no message for {needle} within {within:?}"
             );
         }
+    }
+
+    /// How many messages queue `url` holds: visible, in flight and delayed.
+    pub async fn depth(&self, url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let counts = [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+            A::ApproximateNumberOfMessagesDelayed,
+        ];
+        queue_attributes(&self.sqs, url, &counts)
+            .await
+            .values()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum()
     }
 
     pub async fn receive_from(
