@@ -1,4 +1,6 @@
 // Files: multipart POST for small files, presigned PUT (with progress) for large ones.
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import { request, ApiError, networkError } from './api.js';
 
 /** The API's MAX_UPLOAD_BYTES: larger files go through a presigned upload. */
@@ -22,18 +24,34 @@ export async function uploadFile(file, onProgress = () => {}) {
     onProgress(1);
     return view;
   }
+  const sha256 = await sha256Hex(file);
   const presigned = await request('POST', '/files/presign', {
-    json: { filename: file.name, content_type: file.type || 'application/octet-stream', size: file.size },
+    json: { filename: file.name, content_type: file.type || 'application/octet-stream', size: file.size, sha256 },
   });
   await putWithProgress(presigned.upload, file, onProgress);
   return request('POST', presigned.complete_url || `/files/${presigned.file.id}/complete`);
 }
 
+/** The hex SHA-256 of a file, read a slice at a time (the presigned URL is bound to it). */
+async function sha256Hex(file) {
+  const hash = sha256.create();
+  const slice = 8 * 1024 * 1024;
+  for (let at = 0; at < file.size; at += slice) {
+    hash.update(new Uint8Array(await file.slice(at, at + slice).arrayBuffer()));
+  }
+  return bytesToHex(hash.digest());
+}
+
+/** Headers a browser sets itself from the body (and refuses to be given). */
+const SET_BY_THE_BROWSER = new Set(['content-length']);
+
 function putWithProgress(upload, file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open(upload.method || 'PUT', upload.url);
-    for (const [name, value] of Object.entries(upload.headers || {})) xhr.setRequestHeader(name, value);
+    for (const [name, value] of Object.entries(upload.headers || {})) {
+      if (!SET_BY_THE_BROWSER.has(name.toLowerCase())) xhr.setRequestHeader(name, value);
+    }
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) onProgress(e.loaded / e.total);
     };

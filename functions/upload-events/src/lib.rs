@@ -30,6 +30,9 @@ pub enum Outcome {
     Completed,
     /// The file was available already: nothing to do.
     AlreadyAvailable,
+    /// The object of an available (or already altered) file is no longer the one recorded:
+    /// the file is `altered`, neither served nor used as an input.
+    Altered,
     /// The upload was refused as `/complete` would refuse it (too large, taken over, or its
     /// object gone again); the reason is logged.
     Refused(String),
@@ -91,7 +94,7 @@ pub async fn handle_object(state: &Context, created: &ObjectCreated) -> Result<O
     let db = state.db.get().await.map_err(|e| retry(DbError::from(e)))?;
     for key in &candidates {
         if let Some(row) = db::files::by_key(&**db, key).await.map_err(retry)? {
-            return finish(state, &**db, row).await;
+            return finish(state, &**db, row, created).await;
         }
     }
     for key in &candidates {
@@ -109,7 +112,7 @@ pub async fn handle_object(state: &Context, created: &ObjectCreated) -> Result<O
         }
         // Reserved meanwhile (an upload started between the lookup and the HEAD): not an orphan.
         if let Some(row) = db::files::by_key(&**db, key).await.map_err(retry)? {
-            return finish(state, &**db, row).await;
+            return finish(state, &**db, row, created).await;
         }
         let orphan = db::files::record_orphan(&**db, key, Some(info.size), info.etag.as_deref())
             .await
@@ -124,9 +127,17 @@ pub async fn handle_object(state: &Context, created: &ObjectCreated) -> Result<O
     Ok(Outcome::Gone)
 }
 
-async fn finish(state: &Context, db: &impl GenericClient, row: FileRow) -> Result<Outcome, String> {
+async fn finish(
+    state: &Context,
+    db: &impl GenericClient,
+    row: FileRow,
+    created: &ObjectCreated,
+) -> Result<Outcome, String> {
+    if row.status == "altered" {
+        return Ok(Outcome::Altered);
+    }
     if row.status == "available" {
-        return Ok(Outcome::AlreadyAvailable);
+        return recorded_or_altered(state, db, row, created).await;
     }
     match uploads::finalise(state, db, row).await {
         Ok(_) => Ok(Outcome::Completed),
@@ -134,6 +145,40 @@ async fn finish(state: &Context, db: &impl GenericClient, row: FileRow) -> Resul
         Err(e) if e.is_refusal() => Ok(Outcome::Refused(e.to_string())),
         Err(e) => Err(error_chain(&e)),
     }
+}
+
+/// An event of an available file's key: its own upload's (the same object), or a write outside
+/// the API that replaced it, which marks the file `altered`.
+async fn recorded_or_altered(
+    state: &Context,
+    db: &impl GenericClient,
+    row: FileRow,
+    created: &ObjectCreated,
+) -> Result<Outcome, String> {
+    let recorded = row.etag.as_deref().map(unquote);
+    let same = |etag: Option<&str>| etag.map(unquote) == recorded;
+    if created.etag.is_some() && same(created.etag.as_deref()) {
+        return Ok(Outcome::AlreadyAvailable);
+    }
+    // The event alone does not tell: what is there now does.
+    let Some(info) = state.storage.head(&row.s3_key).await.map_err(retry)? else {
+        return Ok(Outcome::Gone);
+    };
+    let etag_matches = recorded.is_none() || same(info.etag.as_deref());
+    if etag_matches && Some(info.size) == row.size_bytes {
+        return Ok(Outcome::AlreadyAvailable);
+    }
+    let reason = format!(
+        "its object was replaced after it was recorded ({} bytes now; recorded {} bytes, sha256 {})",
+        info.size,
+        row.size_bytes.unwrap_or_default(),
+        row.sha256.as_deref().unwrap_or_default()
+    );
+    db::files::mark_altered(db, &row, &reason)
+        .await
+        .map_err(retry)?;
+    tracing::warn!(file_id = %row.id, key = row.s3_key, reason, "file altered");
+    Ok(Outcome::Altered)
 }
 
 fn retry(e: impl std::error::Error) -> String {

@@ -12,8 +12,8 @@ use lambda_http::{Body, Response};
 use mecapy_shared::db::{files, outbox};
 use mecapy_shared::AppState;
 use mecapy_testkit::{
-    assert_created, body_json, get_request, multipart_request, presign_request, put_presigned,
-    receive, request, TestContext,
+    assert_created, body_json, get_request, multipart_request, presign_body, presign_request,
+    put_presigned, receive, request, TestContext,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -86,6 +86,12 @@ impl Setup {
         found
     }
 
+    /// A direct upload (`POST /files`) of `data` named `name` by `token`: the file.
+    async fn uploaded(&self, token: &str, name: &str, data: &[u8]) -> Value {
+        let form = multipart_request("/files", Some(token), name, "text/csv", data);
+        assert_created(&call(&self.ctx.state, form).await)
+    }
+
     async fn file(&self, token: &str, id: &str) -> Value {
         let r = call(&self.ctx.state, get_request(&format!("/files/{id}"), token)).await;
         assert_eq!(r.status(), StatusCode::OK, "{:?}", r.body());
@@ -97,12 +103,10 @@ impl Setup {
 async fn a_presigned_upload_nobody_completes_becomes_available_from_its_event() {
     let s = setup().await;
     let token = s.ctx.token_for("event-uploader").await;
+    let data = b"x,y\n1,2\n3,4\n".to_vec();
     let r = call(
         &s.ctx.state,
-        presign_request(
-            &token,
-            &json!({"filename": "my data é+1.csv", "content_type": "text/csv"}),
-        ),
+        presign_request(&token, &presign_body("my data é+1.csv", "text/csv", &data)),
     )
     .await;
     let grant = assert_created(&r);
@@ -114,8 +118,7 @@ async fn a_presigned_upload_nobody_completes_becomes_available_from_its_event() 
             &[&uuid::Uuid::parse_str(&id).unwrap()],
         )
         .await;
-    let data = b"x,y\n1,2\n3,4\n".to_vec();
-    put_presigned(&grant, "text/csv", &data).await;
+    put_presigned(&grant, &data).await;
 
     // The client stops here: no /complete. The object's event finishes the upload.
     let event = s.events_for(&[&key]).await;
@@ -162,12 +165,7 @@ async fn an_object_nobody_reserved_is_recorded_and_removed_and_the_rest_is_left_
     let s = setup().await;
     let token = s.ctx.token_for("event-bystander").await;
     // A direct upload: its row is available before (or as) its event arrives.
-    let r = call(
-        &s.ctx.state,
-        multipart_request("/files", Some(&token), "kept.csv", "text/csv", b"a,b\n"),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.body());
+    s.uploaded(&token, "kept.csv", b"a,b\n").await;
     let kept_key = s
         .ctx
         .object_keys()
@@ -229,4 +227,47 @@ async fn an_object_nobody_reserved_is_recorded_and_removed_and_the_rest_is_left_
         .is_empty());
     let r = call(&s.ctx.state, get_request("/files", &token)).await;
     assert_eq!(body_json(&r)["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_object_replaced_under_an_available_file_marks_it_altered() {
+    let s = setup().await;
+    let token = s.ctx.token_for("event-altered").await;
+    let file = s.uploaded(&token, "kept.csv", b"a,b\n1,2\n").await;
+    let id = file["id"].as_str().unwrap().to_string();
+    let key = s.ctx.object_keys().await[0].clone();
+    // Its own event: the object recorded, nothing changes.
+    let event = s.events_for(&[&key]).await;
+    let response = upload_events::handle(s.ctx.state.context.clone(), event).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(s.file(&token, &id).await["status"], "available");
+
+    // Replaced behind the API's back (AWS refuses a presigned URL's second PUT; the bucket's
+    // owner, a misconfigured tool, can still write).
+    s.ctx
+        .state
+        .storage
+        .put(&key, Bytes::from_static(b"other bytes\n"), "text/csv")
+        .await
+        .unwrap();
+    let event = s.events_for(&[&key]).await;
+    let response = upload_events::handle(s.ctx.state.context.clone(), event.clone()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let file = s.file(&token, &id).await;
+    assert_eq!(file["status"], "altered", "{file}");
+    assert!(
+        file["altered_reason"]
+            .as_str()
+            .unwrap()
+            .contains("replaced after it was recorded"),
+        "{file}"
+    );
+    assert!(file.get("download_url").is_none(), "not served: {file}");
+    assert_eq!(file["sha256"], hex::encode(Sha256::digest(b"a,b\n1,2\n")));
+    // Listed, so its owner sees it; the same event again changes nothing.
+    let r = call(&s.ctx.state, get_request("/files", &token)).await;
+    assert_eq!(body_json(&r)["items"][0]["status"], "altered");
+    let response = upload_events::handle(s.ctx.state.context.clone(), event).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(s.file(&token, &id).await["status"], "altered");
 }

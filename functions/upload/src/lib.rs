@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, Response};
 use mecapy_shared::api::{
     FileView, Page, PresignRequest, PresignResponse, PresignedUpload, UploadHeaders,
 };
-use mecapy_shared::db::{self, files::FileRow, files::Stored, DbError};
+use mecapy_shared::db::{self, files::Expected, files::FileRow, files::Stored, DbError};
 use mecapy_shared::http::{self, ApiError};
 use mecapy_shared::storage::{self, FileName};
 use mecapy_shared::{uploads, AppState};
@@ -62,6 +62,7 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
         file.filename.as_str(),
         &key,
         &file.content_type,
+        None,
     )
     .await?
     .ok_or_else(|| conflict(file.filename.as_str()))?;
@@ -108,7 +109,8 @@ async fn upload(state: AppState, req: Request) -> Result<Response<Body>, ApiErro
     }
 }
 
-/// `POST /files/presign {filename, content_type?, size?}` → a presigned PUT URL.
+/// `POST /files/presign {filename, content_type?, size, sha256}` → a presigned PUT URL bound to
+/// that size and sha256, usable once.
 async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiError> {
     let user = state.current_user(&req).await?;
     let body: PresignRequest = http::json_body(&req, state.edge.max_json_bytes)?;
@@ -117,22 +119,35 @@ async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiErr
         Some(ct) => valid_content_type(ct)?,
         None => "application/octet-stream".to_string(),
     };
-    if body
-        .size
-        .is_some_and(|s| s > state.config.max_presigned_bytes)
-    {
+    if body.size > state.config.max_presigned_bytes {
         return Err(ApiError::PayloadTooLarge(format!(
             "files are limited to {} bytes",
             state.config.max_presigned_bytes
         )));
     }
+    let expected = Expected {
+        size_bytes: body.size as i64,
+        sha256: uploads::sha256_hex(&body.sha256)?,
+    };
+    let checksum = storage::checksum_sha256(&expected.sha256)?;
     let key = storage::user_file_key(user.id, &filename);
     let db = state.db.get().await.map_err(DbError::from)?;
-    let reserved = db::files::reserve(&**db, user.id, filename.as_str(), &key, &content_type)
-        .await?
-        .ok_or_else(|| conflict(filename.as_str()))?;
+    let reserved = db::files::reserve(
+        &**db,
+        user.id,
+        filename.as_str(),
+        &key,
+        &content_type,
+        Some(&expected),
+    )
+    .await?
+    .ok_or_else(|| conflict(filename.as_str()))?;
     let ttl = state.config.presign_ttl;
-    let url = match state.storage.presign_put(&key, &content_type, ttl).await {
+    let signed = state
+        .storage
+        .presign_put(&key, &content_type, body.size, &expected.sha256, ttl)
+        .await;
+    let url = match signed {
         Ok(url) => url,
         Err(e) => {
             let _ = db::files::release(&**db, &reserved).await;
@@ -147,7 +162,12 @@ async fn presign(state: AppState, req: Request) -> Result<Response<Body>, ApiErr
             upload: PresignedUpload {
                 url,
                 method: "PUT".into(),
-                headers: UploadHeaders { content_type },
+                headers: UploadHeaders {
+                    content_type,
+                    content_length: body.size.to_string(),
+                    checksum_sha256: checksum,
+                    if_none_match: "*".into(),
+                },
                 expires_in: ttl.as_secs(),
             },
             complete_url,

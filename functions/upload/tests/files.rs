@@ -7,7 +7,8 @@ use lambda_http::{Body, Response};
 use mecapy_shared::AppState;
 use mecapy_testkit::{
     assert_created, assert_problem, body_json, get_request, json_request, multipart_request,
-    multipart_request_with, presign_request, put_presigned, request, TestContext,
+    multipart_request_with, presign_body, presign_request, put_presigned, put_to_grant, request,
+    TestContext,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -20,7 +21,7 @@ async fn call(state: &AppState, req: lambda_http::Request) -> Response<Body> {
 async fn presign_refuses_the_name(ctx: &TestContext, token: &str, name: &str) {
     let r = call(
         &ctx.state,
-        presign_request(token, &json!({"filename": name})),
+        presign_request(token, &presign_body(name, "text/csv", b"1")),
     )
     .await;
     let body = problem(&r, StatusCode::BAD_REQUEST);
@@ -178,7 +179,10 @@ async fn oversized_file_is_413_and_wrong_content_type_415() {
     problem(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = call(
         &ctx.state,
-        presign_request(&token, &json!({"filename": "huge.bin", "size": 1u64 << 50})),
+        presign_request(
+            &token,
+            &json!({"filename": "huge.bin", "size": 1u64 << 50, "sha256": "0".repeat(64)}),
+        ),
     )
     .await;
     problem(&r, StatusCode::PAYLOAD_TOO_LARGE);
@@ -249,10 +253,11 @@ async fn same_name_twice_is_409_and_keeps_the_first() {
 async fn presigned_upload_is_recorded_after_the_object_exists() {
     let ctx = TestContext::new().await;
     let token = ctx.token_for("presigner").await;
+    let data = vec![42u8; 300_000];
     let grant = presigned(
         &ctx,
         &token,
-        json!({"filename": "mesh.vtk", "content_type": "application/octet-stream"}),
+        presign_body("mesh.vtk", "application/octet-stream", &data),
     )
     .await;
     let id = grant["file"]["id"].as_str().unwrap().to_string();
@@ -269,8 +274,7 @@ async fn presigned_upload_is_recorded_after_the_object_exists() {
     let r = call(&ctx.state, get_request("/files", &token)).await;
     assert_eq!(body_json(&r)["items"], json!([]));
 
-    let data = vec![42u8; 300_000];
-    put_presigned(&grant, "application/octet-stream", &data).await;
+    put_presigned(&grant, &data).await;
 
     let r = call(
         &ctx.state,
@@ -475,9 +479,9 @@ async fn presign_normalises_the_name_before_reserving_it() {
     let token = ctx.token_for("presign-accents").await;
     let nfd = "re\u{301}sume\u{301}.csv";
     let nfc = "r\u{e9}sum\u{e9}.csv";
-    let grant = presigned(&ctx, &token, json!({"filename": nfd})).await;
+    let grant = presigned(&ctx, &token, presign_body(nfd, "text/csv", b"1,2\n")).await;
     assert_eq!(grant["file"]["filename"], nfc);
-    put_presigned(&grant, "application/octet-stream", b"1,2\n").await;
+    put_presigned(&grant, b"1,2\n").await;
     let complete = format!("/files/{}/complete", grant["file"]["id"].as_str().unwrap());
     let r = call(
         &ctx.state,
@@ -573,6 +577,122 @@ async fn malformed_content_disposition_is_400_naming_the_problem() {
         assert_eq!(body["field"], "filename", "{params}: {body}");
         let detail = body["detail"].as_str().unwrap();
         assert!(detail.contains(expected), "{params}: {detail}");
+    }
+    assert_eq!(written(&ctx).await, (0, 0, 0));
+}
+
+/// `POST {complete}` of the grant's file by `token`.
+async fn complete(ctx: &TestContext, token: &str, grant: &Value) -> Response<Body> {
+    let path = format!("/files/{}/complete", grant["file"]["id"].as_str().unwrap());
+    call(
+        &ctx.state,
+        request(Method::POST, &path, Some(token), Body::Empty),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_presigned_url_takes_only_the_declared_bytes_and_only_once() {
+    let ctx = TestContext::new().await;
+    let token = ctx.token_for("bound-uploader").await;
+    let data = b"7 bytes".to_vec();
+    let grant = presigned(&ctx, &token, presign_body("bound.txt", "text/plain", &data)).await;
+    // What AWS checks and LocalStack does not (it verifies no signature): the URL signs the
+    // headers that bind the upload, so a request without them, or with others, is refused.
+    let url = grant["upload"]["url"].as_str().unwrap();
+    let signed = url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("X-Amz-SignedHeaders="))
+        .expect("a SigV4 presigned URL")
+        .replace("%3B", ";");
+    for header in [
+        "content-length",
+        "content-type",
+        "if-none-match",
+        "x-amz-checksum-sha256",
+    ] {
+        assert!(signed.split(';').any(|h| h == header), "{header}: {signed}");
+    }
+    // Other bytes of the same length, longer, shorter: S3 checks them against the checksum.
+    for other in [&b"7 BYTES"[..], b"7 bytes and more", b"7 b"] {
+        let (status, body) = put_to_grant(&grant, other).await;
+        assert!(status.is_client_error(), "{other:?}: {status}: {body}");
+    }
+    assert!(ctx.object_keys().await.is_empty());
+    put_presigned(&grant, &data).await;
+    let r = complete(&ctx, &token, &grant).await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.body());
+    let file = body_json(&r);
+    assert_eq!(file["sha256"], hex::encode(Sha256::digest(&data)));
+    // The URL again, even with the same bytes: S3 refuses to replace the object.
+    let (status, body) = put_to_grant(&grant, &data).await;
+    assert_eq!(status.as_u16(), 412, "{body}");
+    let (status, body) = put_to_grant(&grant, b"7 other").await;
+    assert!(status.is_client_error(), "{status}: {body}");
+    let key = &ctx.object_keys().await[0];
+    assert_eq!(ctx.object_bytes(key).await, data);
+    assert_eq!(written(&ctx).await, (1, 1, 1));
+}
+
+#[tokio::test]
+async fn an_upload_that_is_not_the_declared_object_is_discarded_at_completion() {
+    let ctx = TestContext::new().await;
+    let token = ctx.token_for("unbound-uploader").await;
+    let data = b"declared,bytes\n".to_vec();
+    let grant = presigned(
+        &ctx,
+        &token,
+        presign_body("declared.csv", "text/csv", &data),
+    )
+    .await;
+    let url = grant["upload"]["url"].as_str().unwrap();
+    // A client that leaves the signed headers out: AWS refuses it, LocalStack takes it.
+    for other in [&b"declared,BYTES\n"[..], b"longer than what was declared\n"] {
+        let put = reqwest::Client::new()
+            .put(url)
+            .header("content-type", "text/csv")
+            .body(other.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            put.status().is_success(),
+            "LocalStack took it: {}",
+            put.status()
+        );
+        let r = complete(&ctx, &token, &grant).await;
+        let body = problem(&r, StatusCode::CONFLICT);
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not the declared one"),
+            "{body}"
+        );
+        assert!(
+            ctx.object_keys().await.is_empty(),
+            "the object was discarded"
+        );
+        assert_eq!(written(&ctx).await, (0, 1, 0), "the reservation is kept");
+    }
+    put_presigned(&grant, &data).await;
+    let r = complete(&ctx, &token, &grant).await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.body());
+    assert_eq!(written(&ctx).await, (1, 1, 1));
+}
+
+#[tokio::test]
+async fn presigning_needs_the_size_and_a_sha256() {
+    let ctx = TestContext::new().await;
+    let token = ctx.token_for("undeclared").await;
+    for body in [
+        json!({"filename": "a.csv", "size": 3}),
+        json!({"filename": "a.csv", "sha256": "0".repeat(64)}),
+        json!({"filename": "a.csv", "size": 3, "sha256": "not hex"}),
+        json!({"filename": "a.csv", "size": 3, "sha256": "0".repeat(63)}),
+    ] {
+        let r = call(&ctx.state, presign_request(&token, &body)).await;
+        problem(&r, StatusCode::BAD_REQUEST);
     }
     assert_eq!(written(&ctx).await, (0, 0, 0));
 }

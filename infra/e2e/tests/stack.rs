@@ -16,7 +16,7 @@ use mecapy_e2e::journey::{
 use mecapy_e2e::lambda::Lambda;
 use mecapy_e2e::queues::Queues;
 use mecapy_e2e::{demo_journey, DemoOptions, StackEnv};
-use mecapy_testkit::put_presigned;
+use mecapy_testkit::{presign_body, put_presigned};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::RwLock;
@@ -374,12 +374,13 @@ async fn uploads_are_finished_and_strays_removed_by_the_buckets_own_events() {
     let (env, api) = ready_api().await;
     let token = token_for(&env, "e2e-bucket-events").await;
     let name = unique("no complete", "csv");
+    let data = b"t,v\n0,1\n1,3\n".to_vec();
     let grant = ok(
         ok(
             api.post_json(
                 "/files/presign",
                 Some(&token),
-                &json!({"filename": name, "content_type": "text/csv"}),
+                &presign_body(&name, "text/csv", &data),
             )
             .await,
             &env,
@@ -388,8 +389,7 @@ async fn uploads_are_finished_and_strays_removed_by_the_buckets_own_events() {
         &env,
     );
     let id = grant["file"]["id"].as_str().unwrap().to_string();
-    let data = b"t,v\n0,1\n1,3\n".to_vec();
-    put_presigned(&grant, "text/csv", &data).await;
+    put_presigned(&grant, &data).await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let file = loop {
@@ -628,7 +628,7 @@ async fn every_protected_route_refuses_missing_and_forged_tokens() {
     let some_id = uuid::Uuid::new_v4();
     let (multipart_type, multipart_body) =
         mecapy_e2e::api::multipart("forged.csv", "text/csv", b"1,2\n");
-    let presign = json!({"filename": "forged.csv", "size": 4});
+    let presign = presign_body("forged.csv", "text/csv", b"1,2\n");
     let compute = json!({"tool": "python", "code": "print(1)"});
     let routes: Vec<(Method, String, Payload)> = vec![
         (Method::GET, "/files".into(), Payload::Empty),

@@ -209,11 +209,16 @@ impl Storage {
         }
     }
 
-    /// A URL the client PUTs the object to, with this content type, before `ttl` runs out.
+    /// A URL the client PUTs the object to before `ttl` runs out, once: its signature binds the
+    /// content type, the exact length and the SHA-256 (`x-amz-checksum-sha256`, which S3 checks
+    /// against the bytes), and `If-None-Match: *`, so S3 refuses other bytes and refuses to
+    /// replace an object already there. The client sends these same headers.
     pub async fn presign_put(
         &self,
         key: &str,
         content_type: &str,
+        size: u64,
+        sha256_hex: &str,
         ttl: Duration,
     ) -> Result<String, StorageError> {
         let config = presigning(ttl)?;
@@ -223,6 +228,9 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .content_length(size as i64)
+            .checksum_sha256(checksum_sha256(sha256_hex)?)
+            .if_none_match("*")
             .presigned(config)
             .await
             .map_err(classify)?;
@@ -303,6 +311,16 @@ impl Storage {
 /// each function reading keys is granted `s3:GetObject` on them, so a 403 there means absent.
 fn absent(response: &aws_sdk_s3::config::http::HttpResponse) -> bool {
     response.status().as_u16() == 403
+}
+
+/// S3's `x-amz-checksum-sha256` value (base64) of a hex SHA-256.
+pub fn checksum_sha256(sha256_hex: &str) -> Result<String, StorageError> {
+    use base64::Engine as _;
+    let digest = hex::decode(sha256_hex)
+        .ok()
+        .filter(|d| d.len() == 32)
+        .ok_or_else(|| StorageError::Failed(format!("not a hex SHA-256: {sha256_hex:?}")))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
 /// A presigned request's lifetime.

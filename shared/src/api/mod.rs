@@ -98,8 +98,11 @@ pub struct PresignRequest {
     /// Its media type (`type/subtype`); `application/octet-stream` when omitted.
     #[schema(max_length = 255)]
     pub content_type: Option<String>,
-    /// Its size in bytes, if known: refused early when over the presigned limit.
-    pub size: Option<u64>,
+    /// Its exact size in bytes: the upload URL accepts no other length.
+    pub size: u64,
+    /// The hex SHA-256 of its bytes: storage refuses any other content.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    pub sha256: String,
 }
 
 /// A reserved name and where to PUT its bytes; then `POST complete_url`.
@@ -112,7 +115,8 @@ pub struct PresignResponse {
     pub complete_url: String,
 }
 
-/// A presigned upload: send the bytes with this method and these headers to `url`.
+/// A presigned upload: send the bytes with this method and these headers to `url`, once. The
+/// URL binds the declared size and sha256 and refuses to replace an object already there.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PresignedUpload {
     pub url: String,
@@ -123,11 +127,20 @@ pub struct PresignedUpload {
     pub expires_in: u64,
 }
 
-/// The headers a presigned upload must carry (they are part of its signature).
+/// The headers a presigned upload must carry (they are part of its signature). A browser sets
+/// `Content-Length` itself from the body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadHeaders {
     #[serde(rename = "Content-Type")]
     pub content_type: String,
+    #[serde(rename = "Content-Length")]
+    pub content_length: String,
+    /// The base64 SHA-256 of the bytes, which storage checks.
+    #[serde(rename = "x-amz-checksum-sha256")]
+    pub checksum_sha256: String,
+    /// `*`: refused if an object is already there (a URL cannot replace what it uploaded).
+    #[serde(rename = "If-None-Match")]
+    pub if_none_match: String,
 }
 
 /// A page of a listing, newest first.

@@ -500,26 +500,53 @@ pub fn get_request(path: &str, token: &str) -> Request {
     request(Method::GET, path, Some(token), Body::Empty)
 }
 
-/// `POST /files/presign` of `body` (filename, content type, size) by the bearer of `token`.
+/// `POST /files/presign` of `body` (filename, content type, size, sha256) by the bearer of
+/// `token`.
 pub fn presign_request(token: &str, body: &Value) -> Request {
     json_request(Method::POST, "/files/presign", Some(token), body)
 }
 
-/// PUTs `data` to the presigned URL of `grant` (what `POST /files/presign` answers), as a
-/// browser does, and asserts that S3 took it.
-pub async fn put_presigned(grant: &Value, content_type: &str, data: &[u8]) {
-    let put = reqwest::Client::new()
-        .put(
-            grant["upload"]["url"]
-                .as_str()
-                .expect("the grant's upload URL"),
-        )
-        .header("content-type", content_type)
+/// The body of `POST /files/presign` for `data` named `filename`: its size and sha256 declared.
+pub fn presign_body(filename: &str, content_type: &str, data: &[u8]) -> Value {
+    use sha2::Digest as _;
+    serde_json::json!({
+        "filename": filename,
+        "content_type": content_type,
+        "size": data.len(),
+        "sha256": hex::encode(sha2::Sha256::digest(data)),
+    })
+}
+
+/// PUTs `data` to the presigned URL of `grant` (what `POST /files/presign` answers) with the
+/// headers it names, as a browser does (which sets `Content-Length` from the body itself): the
+/// storage's status and body.
+pub async fn put_to_grant(grant: &Value, data: &[u8]) -> (reqwest::StatusCode, String) {
+    let mut put = reqwest::Client::new().put(
+        grant["upload"]["url"]
+            .as_str()
+            .expect("the grant's upload URL"),
+    );
+    for (name, value) in grant["upload"]["headers"]
+        .as_object()
+        .expect("the grant's upload headers")
+    {
+        if !name.eq_ignore_ascii_case("content-length") {
+            put = put.header(name, value.as_str().expect("a header value"));
+        }
+    }
+    let reply = put
         .body(data.to_vec())
         .send()
         .await
         .unwrap_or_else(|e| panic!("presigned PUT: {e}"));
-    assert!(put.status().is_success(), "presigned PUT: {}", put.status());
+    let status = reply.status();
+    (status, reply.text().await.unwrap_or_default())
+}
+
+/// [`put_to_grant`], asserting that S3 took it.
+pub async fn put_presigned(grant: &Value, data: &[u8]) {
+    let (status, body) = put_to_grant(grant, data).await;
+    assert!(status.is_success(), "presigned PUT: {status}: {body}");
 }
 
 /// A JSON request.

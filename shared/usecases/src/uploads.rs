@@ -5,15 +5,17 @@
 
 use tokio_postgres::GenericClient;
 
-use crate::db::{self, files::FileRow, files::Stored};
+use crate::db::{self, files::Expected, files::FileRow, files::Stored};
 use crate::Context;
 use mecapy_domain::error::DomainError;
 
 /// Finalises `row` (pending or available) from its object.
 ///
 /// Errors: `Conflict` when the object is not in the bucket yet (or another upload took the
-/// reservation over), `PayloadTooLarge` when it exceeds the presigned limit (the object is then
-/// removed and the reservation dropped), and the storage's or database's own failures.
+/// reservation over), or is not what its client declared (the object is then removed and the
+/// reservation kept, so the declared bytes can still be PUT); `PayloadTooLarge` when it exceeds
+/// the presigned limit (the object is then removed and the reservation dropped); and the
+/// storage's or database's own failures.
 pub async fn finalise(
     state: &Context,
     db: &impl GenericClient,
@@ -35,7 +37,13 @@ pub async fn finalise(
             state.config.max_presigned_bytes
         )));
     }
+    if let Some(expected) = row.expected.as_ref().filter(|e| e.size_bytes != info.size) {
+        return Err(discard(state, &row, expected, format!("{} bytes", info.size)).await?);
+    }
     let sha256 = state.storage.sha256(&row.s3_key).await?;
+    if let Some(expected) = row.expected.as_ref().filter(|e| e.sha256 != sha256) {
+        return Err(discard(state, &row, expected, format!("sha256 {sha256}")).await?);
+    }
     let content_type = info
         .content_type
         .unwrap_or_else(|| row.content_type.clone());
@@ -49,6 +57,48 @@ pub async fn finalise(
         return Ok(done);
     }
     finished_meanwhile(db, &row).await
+}
+
+/// Removes an object that is not what its upload declared: the refusal to answer with.
+async fn discard(
+    state: &Context,
+    row: &FileRow,
+    expected: &Expected,
+    found: String,
+) -> Result<DomainError, DomainError> {
+    state.storage.delete(&row.s3_key).await?;
+    tracing::warn!(file_id = %row.id, found, "an upload that is not what was declared was discarded");
+    Ok(DomainError::Conflict(format!(
+        "the uploaded object is not the declared one ({found}; declared {} bytes, sha256 {}): it was discarded; PUT the declared bytes to the upload URL",
+        expected.size_bytes, expected.sha256
+    )))
+}
+
+/// A declared SHA-256: 64 hex digits, kept lowercase.
+pub fn sha256_hex(declared: &str) -> Result<String, DomainError> {
+    if declared.len() == 64 && declared.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(declared.to_ascii_lowercase())
+    } else {
+        Err(DomainError::invalid(
+            "sha256",
+            "sha256 must be the 64 hex digits of the file's SHA-256",
+        ))
+    }
+}
+
+/// A file a job may read: `what` (e.g. `input file {id}`) must exist and be available; an
+/// altered one is refused with why.
+pub fn usable(file: Option<FileRow>, what: &str) -> Result<FileRow, DomainError> {
+    match file {
+        Some(f) if f.status == "available" => Ok(f),
+        Some(f) if f.status == "altered" => Err(DomainError::Conflict(format!(
+            "{what} cannot be used: {}",
+            f.altered_reason
+                .as_deref()
+                .unwrap_or("its object changed after it was recorded")
+        ))),
+        _ => Err(DomainError::NotFound(format!("no such {what}"))),
+    }
 }
 
 /// After `mark_available` found `row` no longer pending: the upload as someone else finished it
@@ -84,6 +134,44 @@ pub fn object_created_pattern(bucket: &str) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_available_file_is_usable_and_an_altered_one_says_why() {
+        let now = chrono::Utc::now();
+        let file = |status: &str, reason: Option<&str>| FileRow {
+            id: uuid::Uuid::new_v4(),
+            user_id: uuid::Uuid::new_v4(),
+            filename: "a.csv".into(),
+            s3_key: "u/a.csv".into(),
+            content_type: "text/csv".into(),
+            size_bytes: Some(1),
+            sha256: Some("0".repeat(64)),
+            etag: None,
+            status: status.into(),
+            altered_reason: reason.map(str::to_string),
+            expected: None,
+            upload_id: uuid::Uuid::new_v4(),
+            created_at: now,
+            updated_at: now,
+            completed_at: Some(now),
+        };
+        assert!(usable(Some(file("available", None)), "input file x").is_ok());
+        let altered = usable(Some(file("altered", Some("replaced"))), "input file x");
+        assert!(
+            matches!(&altered, Err(DomainError::Conflict(m)) if m == "input file x cannot be used: replaced"),
+            "{altered:?}"
+        );
+        assert!(matches!(
+            usable(Some(file("pending", None)), "file"),
+            Err(DomainError::NotFound(_))
+        ));
+        assert!(matches!(
+            usable(None, "file"),
+            Err(DomainError::NotFound(_))
+        ));
+        assert_eq!(sha256_hex(&"AB".repeat(32)).unwrap(), "ab".repeat(32));
+        assert!(sha256_hex("ab").is_err());
+    }
 
     /// The template cannot call [`object_created_pattern`]: its rule is checked against it.
     #[test]

@@ -80,11 +80,12 @@ export function FilesPanel({ files, setFiles }) {
             <tr key={f.id} data-filename={f.filename}>
               <td class="name" title={`sha256 ${f.sha256 || '–'}`}>{f.filename}</td>
               <td>{formatBytes(f.size_bytes)}</td>
-              <td>{f.status}</td>
+              <td title={f.altered_reason || ''}>{f.status}</td>
               <td>
                 {f.status === 'available' && (
                   <button type="button" class="link download" onClick={() => fetchDownload(f)}>download</button>
                 )}
+                {f.status === 'altered' && <small class="muted">{f.altered_reason}</small>}
               </td>
             </tr>
           ))}

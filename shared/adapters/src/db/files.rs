@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::{outbox, DbError};
 
-/// A stored file (`pending` while its upload is under way, then `available`).
+/// A stored file (`pending` while its upload is under way, then `available`; `altered` if its
+/// object changed after it was recorded).
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[schema(as = File)]
 pub struct FileRow {
@@ -22,9 +23,16 @@ pub struct FileRow {
     pub size_bytes: Option<i64>,
     pub sha256: Option<String>,
     pub etag: Option<String>,
-    /// `pending` (reserved, not uploaded yet) or `available`.
-    #[schema(pattern = "^(pending|available)$")]
+    /// `pending` (reserved, not uploaded yet), `available`, or `altered` (its object changed
+    /// after it was recorded: neither served nor usable as an input; `altered_reason` says how).
+    #[schema(pattern = "^(pending|available|altered)$")]
     pub status: String,
+    /// Why the file is `altered`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub altered_reason: Option<String>,
+    /// What a presigned upload's client declared (its object must match to complete).
+    #[serde(skip)]
+    pub expected: Option<Expected>,
     #[serde(skip)]
     pub upload_id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -44,12 +52,24 @@ impl From<&Row> for FileRow {
             sha256: r.get("sha256"),
             etag: r.get("etag"),
             status: r.get("status"),
+            altered_reason: r.get("altered_reason"),
+            expected: match (r.get("expected_size"), r.get("expected_sha256")) {
+                (Some(size_bytes), Some(sha256)) => Some(Expected { size_bytes, sha256 }),
+                _ => None,
+            },
             upload_id: r.get("upload_id"),
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
             completed_at: r.get("completed_at"),
         }
     }
+}
+
+/// The size and sha256 (hex) a presigned upload's client declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub size_bytes: i64,
+    pub sha256: String,
 }
 
 /// What a finished upload proved about its object.
@@ -60,27 +80,35 @@ pub struct Stored<'a> {
     pub content_type: &'a str,
 }
 
-/// Reserves `filename` for the user as a pending row before its object is written. A pending
-/// reservation of the same name is taken over (a new `upload_id`); an available file is kept,
-/// and `None` is returned so the caller answers 409.
+/// Reserves `filename` for the user as a pending row before its object is written, bound to what
+/// its client declared (`expected`, for a presigned upload). A pending reservation of the same
+/// name is taken over (a new `upload_id`); an available or altered file is kept, and `None` is
+/// returned so the caller answers 409.
 pub async fn reserve(
     db: &impl GenericClient,
     user_id: Uuid,
     filename: &str,
     s3_key: &str,
     content_type: &str,
+    expected: Option<&Expected>,
 ) -> Result<Option<FileRow>, DbError> {
+    let (size, sha256) = (
+        expected.map(|e| e.size_bytes),
+        expected.map(|e| e.sha256.as_str()),
+    );
     let row = db
         .query_opt(
-            "INSERT INTO files (user_id, filename, s3_key, content_type)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO files (user_id, filename, s3_key, content_type, expected_size, expected_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (user_id, filename) DO UPDATE SET
                  content_type = EXCLUDED.content_type,
+                 expected_size = EXCLUDED.expected_size,
+                 expected_sha256 = EXCLUDED.expected_sha256,
                  upload_id = gen_random_uuid(),
                  updated_at = now()
              WHERE files.status = 'pending'
              RETURNING *",
-            &[&user_id, &filename, &s3_key, &content_type],
+            &[&user_id, &filename, &s3_key, &content_type, &size, &sha256],
         )
         .await?;
     Ok(row.as_ref().map(FileRow::from))
@@ -119,6 +147,23 @@ pub async fn mark_available(
     Ok(row.as_ref().map(FileRow::from))
 }
 
+/// Marks an available file `altered`: its object is no longer the one recorded. The row keeps
+/// what was recorded; `None` if it was not available.
+pub async fn mark_altered(
+    db: &impl GenericClient,
+    file: &FileRow,
+    reason: &str,
+) -> Result<Option<FileRow>, DbError> {
+    let row = db
+        .query_opt(
+            "UPDATE files SET status = 'altered', altered_reason = $2, updated_at = now()
+             WHERE id = $1 AND status = 'available' RETURNING *",
+            &[&file.id, &reason],
+        )
+        .await?;
+    Ok(row.as_ref().map(FileRow::from))
+}
+
 /// Drops a reservation whose object could not be written (only if nobody took it over).
 pub async fn release(db: &impl GenericClient, reserved: &FileRow) -> Result<(), DbError> {
     db.execute(
@@ -144,7 +189,7 @@ pub async fn get(
     Ok(row.as_ref().map(FileRow::from))
 }
 
-/// The user's available files, newest first; `limit + 1` rows are read to know if more follow.
+/// The user's available and altered files (so an owner sees what changed), newest first; `limit + 1` rows are read to know if more follow.
 pub async fn list(
     db: &impl GenericClient,
     user_id: Uuid,
@@ -153,7 +198,7 @@ pub async fn list(
 ) -> Result<Vec<FileRow>, DbError> {
     let rows = db
         .query(
-            "SELECT * FROM files WHERE user_id = $1 AND status = 'available'
+            "SELECT * FROM files WHERE user_id = $1 AND status IN ('available', 'altered')
              ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
             &[&user_id, &limit, &offset],
         )

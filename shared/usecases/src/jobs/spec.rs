@@ -266,6 +266,8 @@ mod tests {
             sha256: Some("ab".into()),
             etag: None,
             status: "available".into(),
+            altered_reason: None,
+            expected: None,
             upload_id: Uuid::new_v4(),
             created_at: now,
             updated_at: now,

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::spec::{self, CodeSource};
 use super::{keys, JobStatus, Manifest, SubmitRequest};
 use crate::db::{self, jobs::Job, jobs::NewJob};
+use crate::uploads;
 use crate::validation::{self, Policy};
 use crate::Context;
 use mecapy_domain::error::DomainError;
@@ -49,10 +50,10 @@ pub async fn submit(
 
     let mut files = Vec::with_capacity(request.input_file_ids.len());
     for id in &request.input_file_ids {
-        let file = db::files::get(db, user_id, *id)
-            .await?
-            .filter(|f| f.status == "available")
-            .ok_or_else(|| DomainError::NotFound(format!("no such input file {id}")))?;
+        let file = uploads::usable(
+            db::files::get(db, user_id, *id).await?,
+            &format!("input file {id}"),
+        )?;
         files.push(file);
     }
     let inputs = spec::unique_inputs(files);
@@ -112,10 +113,7 @@ pub async fn read_code_file(
     file_id: Uuid,
 ) -> Result<String, DomainError> {
     let max_code = state.config.max_code_bytes;
-    let file = db::files::get(db, user_id, file_id)
-        .await?
-        .filter(|f| f.status == "available")
-        .ok_or_else(|| DomainError::NotFound("no such file".into()))?;
+    let file = uploads::usable(db::files::get(db, user_id, file_id).await?, "file")?;
     spec::check_code_size(file.size_bytes.unwrap_or(0).max(0) as u64, max_code)?;
     let bytes = state
         .storage
