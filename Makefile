@@ -18,7 +18,7 @@ export CARGO_BUILD_TARGET
 WATCH_PORT ?= 9000
 API ?= http://127.0.0.1:$(WATCH_PORT)/lambda-url
 
-.PHONY: help up down status services images lambda-runtime migrate deploy demo serve test lint unit bench clean-test-dbs build release openapi event-schemas contract browser-test
+.PHONY: help up down status services images lambda-runtime migrate deploy demo serve test lint unit bench clean-test-dbs build release openapi event-schemas contract browser-test audit
 
 help:
 	@echo "make up      install and start every service, build, deploy the stack to LocalStack, run the demo"
@@ -27,6 +27,7 @@ help:
 	@echo "make deploy  sam build + samlocal deploy (after a code change: updates the stack in place)"
 	@echo "make bench   deploy release builds, then binary and zip sizes, latencies and throughput"
 	@echo "make browser-test  the web console in chromium through the deployed stack"
+	@echo "make audit   vulnerability advisories of the Rust, npm and Python dependencies (needs the internet)"
 	@echo "make serve   the functions under cargo lambda watch instead (no LocalStack deployment)"
 	@echo "make down    stop everything make up started"
 
@@ -75,6 +76,11 @@ lint:
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	infra/deploy.sh lint
 	infra/contract/contract.sh lint
+	infra/deny.sh check
+
+# Vulnerability advisories of the Rust, npm and Python dependencies: needs the internet.
+audit:
+	infra/deny.sh audit
 
 # The API's OpenAPI document, derived from the code (a test fails when the committed one differs).
 openapi:

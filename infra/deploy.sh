@@ -119,25 +119,36 @@ console_build() {
 }
 
 # LocalStack 4.9.2 does not apply CloudFormation updates of an existing bucket (its S3 bucket
-# provider has no update), so an upload bucket created before the console lacks its origin in
-# CORS: add it to the CORS rules as template.yaml declares them (AWS applies the template itself).
+# provider has no update), so an upload bucket created before the console, or before a change of
+# its CORS rules, lacks the console's origin or the headers and methods template.yaml declares:
+# bring the rules to the template (AWS applies the template itself).
 upload_bucket_cors() { # CONSOLE_ORIGIN
   local bucket rules
   bucket=$(sed -n 's/^STACK_BUCKET=//p' "$STACK_ENV")
   rules=$(aws --endpoint-url "$AWS_ENDPOINT_URL" s3api get-bucket-cors --bucket "$bucket" --output json 2>/dev/null) || return 0
-  rules=$(RULES=$rules python3 - "$1" <<'PY'
-import json, os, sys
-origin, rules = sys.argv[1], json.loads(os.environ["RULES"])
+  rules=$(RULES=$rules python3 - "$1" "$REPO_DIR/template.yaml" <<'PY'
+import json, os, re, sys
+origin, template, rules = sys.argv[1], open(sys.argv[2]).read(), json.loads(os.environ["RULES"])
+cors = template[template.index("\n  UploadBucket:"):]
+cors = cors[cors.index("CorsRules:"):]
+declared = {
+    key: [v.strip() for v in re.search(rf"{key}: \[([^\]]*)\]", cors).group(1).split(",")]
+    for key in ("AllowedHeaders", "AllowedMethods")
+}
 changed = False
 for rule in rules["CORSRules"]:
     if origin not in rule["AllowedOrigins"]:
         rule["AllowedOrigins"].append(origin)
         changed = True
+    for key, values in declared.items():
+        if rule.get(key) != values:
+            rule[key] = values
+            changed = True
 print(json.dumps({"CORSRules": rules["CORSRules"]}) if changed else "")
 PY
   )
   [[ -n $rules ]] || return 0
-  say "console: adding $1 to the CORS rules of s3://$bucket (LocalStack does not update existing buckets)"
+  say "console: bringing the CORS rules of s3://$bucket to template.yaml's (LocalStack does not update existing buckets)"
   aws --endpoint-url "$AWS_ENDPOINT_URL" s3api put-bucket-cors --bucket "$bucket" --cors-configuration "$rules" ||
     fail "could not update the CORS rules of s3://$bucket"
 }

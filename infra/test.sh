@@ -103,7 +103,8 @@ lint() {
   cargo fmt --all -- --check &&
     cargo clippy --workspace --all-targets --all-features -- -D warnings &&
     infra/deploy.sh lint &&
-    infra/contract/contract.sh lint
+    infra/contract/contract.sh lint &&
+    infra/deny.sh check
 }
 
 # migrate and the stager are built with the workspace's features (no -p), as sam build builds

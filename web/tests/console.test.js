@@ -130,7 +130,11 @@ step('a file over 4 MiB goes through a presigned upload, its progress bar reachi
   await page.setInputFiles('#file-picker', { name: bigName, mimeType: 'application/octet-stream', buffer: Buffer.alloc(BIG_SIZE, 7) });
   const row = page.locator(`[data-testid=upload][data-name="${bigName}"]`);
   await row.locator('progress').waitFor();
-  await page.locator(`[data-testid=upload][data-name="${bigName}"][data-state=done]`).waitFor({ timeout: 30_000 });
+  const ended = page.locator(`[data-testid=upload][data-name="${bigName}"]:is([data-state=done], [data-state=failed])`);
+  await ended.waitFor({ timeout: 30_000 });
+  const problem = page.locator('[data-testid=files-panel] [data-testid=problem]');
+  const why = (await problem.count()) ? await problem.innerText() : '';
+  assert.equal(await ended.getAttribute('data-state'), 'done', `the upload failed: ${why}`);
   assert.equal(await row.locator('progress').getAttribute('value'), '100');
   assert.equal(await row.locator('.pct').innerText(), '100 %');
   const listed = page.locator(`[data-testid=file-list] tr[data-filename="${bigName}"]`);

@@ -223,7 +223,7 @@ pub fn sign_with_foreign_key(header: &Value, claims: &Value) -> String {
 
 /// A compact JWS signed HS256 with `secret`.
 pub fn sign_hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
-    use hmac::{Mac, SimpleHmac};
+    use hmac::{KeyInit, Mac, SimpleHmac};
     let mut header = header.clone();
     header["alg"] = json!("HS256");
     let signing_input = format!("{}.{}", b64_json(&header), b64_json(claims));
